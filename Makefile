@@ -1,0 +1,41 @@
+# Two commands: `make demo` and `make test`. Each sets up .venv when it is missing.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.lrkit-installed
+TORCH  := torch==2.13.0
+
+.PHONY: demo test lint format bench setup clean
+
+setup: $(STAMP)
+
+# torch first, pinned: the CPU build lies on this machine's disk; letting pip choose would
+# pull a CUDA build of several GB. Then the project, whose torch>=2.3 is already satisfied.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lrkit find digits-mlp --runs 3 -o lrkit-demo
+
+test: lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+# Benchmarks compare against peers (Lightning, torch-lr-finder): the `bench` extra.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/bench_finder.py
+
+clean:
+	rm -rf $(VENV) lrkit-demo lrkit-out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,112 @@
+"""Matplotlib figures. Imported lazily: matplotlib is the optional ``plot`` extra.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, never through pyplot, so
+plotting neither opens windows nor touches global state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from lrkit.finder import FinderResult
+
+COLORS = {"auto": "#d62728", "steepest": "#2ca02c", "valley": "#9467bd", "minimum": "#ff7f0e"}
+
+
+def require_matplotlib() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("plotting needs matplotlib: pip install 'lrkit[plot]'") from exc
+    return matplotlib
+
+
+def new_axes(ax: Axes | None, size: tuple[float, float] = (7.0, 4.5)) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or a fresh figure with one axes."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    if ax is not None:
+        fig = ax.get_figure()
+        assert fig is not None
+        return fig, ax  # type: ignore[return-value]
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def save(fig: Figure, path: str | Path | None) -> None:
+    if path is not None:
+        fig.savefig(Path(path), dpi=120)
+
+
+def plot_finder(
+    result: FinderResult, path: str | Path | None = None, ax: Axes | None = None
+) -> Figure:
+    """Loss vs LR on a log axis: raw and smoothed loss, each suggestion a labelled line."""
+    fig, ax = new_axes(ax)
+    val = result.val_losses is not None
+    for k, curve in enumerate(result.curves):
+        alpha = 1.0 if k == 0 else 0.35
+        if k == 0:
+            ax.plot(curve.lrs, curve.losses, color="0.75", lw=0.8, label="train loss (raw)")
+        ax.plot(
+            curve.lrs,
+            curve.smoothed,
+            color="#1f77b4",
+            lw=1.8 if k == 0 else 1.0,
+            alpha=alpha,
+            label="train loss (smoothed)" if k == 0 else None,
+        )
+        if curve.val_losses is not None:
+            ax.plot(
+                curve.lrs,
+                curve.val_losses,
+                color="#17becf",
+                lw=1.8 if k == 0 else 1.0,
+                alpha=alpha,
+                label="val loss (fixed subset)" if k == 0 else None,
+            )
+    for name, lr in result.suggestions.items():
+        color = COLORS.get(name, "k")
+        runs = [v for v in result.per_run.get(name, []) if v is not None]
+        if result.runs > 1 and len(runs) > 1:
+            ax.axvspan(min(runs), max(runs), color=color, alpha=0.12, lw=0)
+        if lr is None:
+            continue
+        unstable = " UNSTABLE" if name in result.unstable else ""
+        main = name == result.method
+        ax.axvline(
+            lr,
+            color=color,
+            ls="-" if main else "--",
+            lw=2.0 if main else 1.2,
+            label=f"{name}: {lr:.2e}{unstable}",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate" + (" (largest group)" if len(result.group_ratios) > 1 else ""))
+    ax.set_ylabel("loss")
+    curves = (
+        [c.suggestion_curve() for c in result.curves if c.lrs]
+        if val
+        else [c.smoothed for c in result.curves if c.lrs]
+    )
+    if curves:
+        lo = min(min(c) for c in curves)
+        start = max(c[0] for c in curves)
+        top = max(start, lo) + 0.25 * abs(max(start, lo) - lo) + 1e-12
+        ax.set_ylim(lo - 0.1 * (top - lo), top)
+    title = "LR range test"
+    if result.runs > 1:
+        title += f" ({result.runs} runs; bands: spread of each suggestion)"
+    if result.unstable:
+        title += f"\nunstable over runs: {', '.join(result.unstable)}"
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, which="both", alpha=0.25)
+    save(fig, path)
+    return fig

@@ -1,0 +1,221 @@
+"""Suggestion rules: pure functions of a range-test curve ``(lrs, losses) -> Suggestion``.
+
+Every rule takes the learning rates of the sweep (increasing) and the *smoothed* losses
+measured at them, and returns a :class:`Suggestion`: the LR (or ``None``), the index of the
+curve point it came from, and a one-line note saying why. No rule looks at anything but its
+two arguments, so each can be tested on synthetic curves with known answers.
+
+>>> import numpy as np
+>>> lrs = np.logspace(-5, 0, 51)
+>>> losses = 2.0 - np.tanh(2 * (np.log10(lrs) + 3))   # falls fastest at 1e-3
+>>> f"{steepest(lrs, losses).lr:.0e}"
+'1e-03'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "METHODS",
+    "RAW_INPUT",
+    "Suggestion",
+    "auto",
+    "minimum",
+    "steepest",
+    "valley",
+]
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What a rule proposes: ``lr`` (``None`` when it declines), the curve ``index``, a ``note``."""
+
+    lr: float | None
+    index: int | None
+    note: str
+
+
+def _curve(
+    lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    x = np.asarray(lrs, dtype=np.float64)
+    y = np.asarray(losses, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(
+            f"lrs and losses must be 1-D and of equal length (got shapes {x.shape} and {y.shape})"
+        )
+    if x.size and (np.any(x <= 0) or np.any(np.diff(x) <= 0)):
+        raise ValueError("lrs must be positive and strictly increasing")
+    keep = np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def _declined(note: str) -> Suggestion:
+    return Suggestion(None, None, note)
+
+
+def steepest(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
+    """The LR where the loss falls fastest per decade, left of the loss minimum.
+
+    Slope is ``d loss / d log10(lr)`` (central differences). Taking the slope against the raw
+    LR instead, as Lightning does, weights the tiny-LR end of an exponential sweep by up to
+    ``end_lr/start_lr`` and drifts the answer towards LRs that barely train. Only points up to
+    the minimum count: past it the loss rises, and Smith (2017, §3.3) places the LR on the
+    falling side.
+    """
+    x, y = _curve(lrs, losses)
+    if x.size < 3:
+        return _declined("too few points (need at least 3)")
+    end = int(np.argmin(y)) + 1
+    if end < 3:
+        return _declined("no clear valley: the loss was lowest at the start and never fell")
+    slope = np.gradient(y[:end], np.log10(x[:end]))
+    i = int(np.argmin(slope))
+    if slope[i] >= 0:
+        return _declined("no clear valley: the loss never fell")
+    return Suggestion(float(x[i]), i, f"steepest descent, {slope[i]:.3g} loss per decade")
+
+
+def minimum(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
+    """The LR of the lowest loss divided by 10 (fastai's ``minimum`` rule).
+
+    At the minimum the loss has stopped improving and is about to diverge; a tenth of it is
+    the classic safe choice.
+    """
+    x, y = _curve(lrs, losses)
+    if x.size == 0:
+        return _declined("empty curve")
+    i = int(np.argmin(y))
+    return Suggestion(float(x[i] / 10.0), i, f"lowest loss {y[i]:.4g} at lr={x[i]:.3g}, ÷10")
+
+
+def _longest_decreasing(y: FloatArray) -> tuple[int, int]:
+    """First and last index of the longest strictly decreasing subsequence of ``y``.
+
+    A subsequence, not a contiguous run: a single noisy uptick inside a long descent does not
+    cut the valley in two. O(n²), which is nothing for a few hundred points.
+    """
+    n = y.size
+    length = np.ones(n, dtype=np.int64)
+    first = np.arange(n)
+    for i in range(1, n):
+        earlier = np.flatnonzero(y[:i] > y[i])
+        if earlier.size:
+            # Among equally long predecessors take the latest, so that a flat stretch before
+            # the descent does not count as part of it.
+            best = length[earlier]
+            j = earlier[np.flatnonzero(best == best.max())[-1]]
+            length[i] = length[j] + 1
+            first[i] = first[j]
+    last = int(np.argmax(length))
+    return int(first[last]), last
+
+
+def valley(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
+    """The middle of the longest descent of the loss (after fastai's ``valley``).
+
+    The valley is the span of the longest strictly decreasing subsequence of the loss. Its
+    middle (by index, so the geometric middle of an exponential sweep) is far enough from the
+    flat start to train quickly and far enough from the bottom to stay stable.
+    """
+    x, y = _curve(lrs, losses)
+    if x.size < 3:
+        return _declined("too few points (need at least 3)")
+    start, end = _longest_decreasing(y)
+    if end - start < 2:
+        return _declined("no clear valley: the loss never fell for more than two points")
+    i = (start + end) // 2
+    return Suggestion(
+        float(x[i]), i, f"middle of the longest descent, lr {x[start]:.3g}…{x[end]:.3g}"
+    )
+
+
+def _gaussian_smooth(logx: FloatArray, y: FloatArray, width: float) -> FloatArray:
+    """Kernel-smooth ``y`` over ``log10(lr)`` with a Gaussian of ``width`` decades.
+
+    Smoothing on the LR axis, not on the step index, treats dense and sparse sweeps alike.
+    """
+    d = logx[:, None] - logx[None, :]
+    w = np.exp(-0.5 * (d / width) ** 2)
+    return np.asarray((w @ y) / w.sum(axis=1), dtype=np.float64)
+
+
+AUTO_WIDTH = 0.2  # decades: standard deviation of the Gaussian smoothing over log10(lr)
+AUTO_MIN_DROP = 0.02  # the loss must fall by 2% of its starting value to count as a valley
+AUTO_DESCENT_START = 0.1  # the descent begins once 10% of the total drop is made
+AUTO_CAP = 3.0  # never suggest more than (LR of the lowest loss) / AUTO_CAP
+
+
+def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
+    """lrkit's default rule: the steep part of the valley, read off a curve smoothed without lag.
+
+    It takes the *raw* losses (the finder passes them, see :data:`RAW_INPUT`), because the
+    finder's EMA lags the loss by tens of steps and so shifts every feature of the curve to
+    higher LRs. Instead:
+
+    1. Clip the losses at the starting level (mean of the first 5% of points): once the loss
+       is above where it began, how far above says nothing about where to train, and huge
+       diverged values would drag the smoothing.
+    2. Smooth with a Gaussian of 0.2 decade over ``log10(lr)``: symmetric, so no lag, and the
+       same for dense and sparse sweeps.
+    3. Keep the points up to the smoothed minimum (left of it is where one trains). Decline
+       (``None``) unless the smoothed loss fell by at least 2% of its start.
+    4. Take ``s``, the steepest point (slope per decade), and ``v``, the middle of the
+       descent (from where 10% of the total drop is made to the minimum); suggest their
+       geometric mean, capped at the lowest-loss LR / 3 so the answer
+       never sits in the flat bottom next to divergence.
+
+    The steepest point alone is pulled around by one noisy stretch; the descent's middle alone
+    ignores how fast the loss falls; their log-space mean keeps both errors small. The
+    suggestion-quality benchmark tunes these constants.
+    """
+    x, y = _curve(lrs, losses)
+    if x.size < 5:
+        return _declined("too few points (need at least 5)")
+    head = max(int(np.ceil(0.05 * x.size)), 1)
+    start_level = float(np.mean(y[:head]))
+    logx = np.log10(x)
+    smoothed = _gaussian_smooth(logx, np.minimum(y, start_level), AUTO_WIDTH)
+    lowest = int(np.argmin(smoothed))
+    if lowest < 2:
+        return _declined("no clear valley: the loss was lowest at the start and never fell")
+    logx, smoothed = logx[: lowest + 1], smoothed[: lowest + 1]
+    drop = (smoothed[0] - smoothed[-1]) / max(abs(smoothed[0]), 1e-12)
+    if drop < AUTO_MIN_DROP:
+        return _declined(f"no clear valley: the loss fell only {100 * drop:.1f}% before rising")
+    slope = np.gradient(smoothed, logx)
+    s = int(np.argmin(slope))
+    # The descent starts where the loss has made 10% of its total drop: before that the
+    # curve is the flat too-small-LR plateau, whatever noise wiggles it.
+    fallen = (smoothed[0] - smoothed) / (smoothed[0] - smoothed[-1])
+    v_start = int(np.argmax(fallen >= AUTO_DESCENT_START))
+    v = (v_start + lowest) // 2
+    log_lr = min(0.5 * (logx[s] + logx[v]), float(logx[lowest] - np.log10(AUTO_CAP)))
+    index = int(np.argmin(np.abs(logx - log_lr)))
+    return Suggestion(
+        float(10.0**log_lr),
+        index,
+        f"between steepest ({10 ** logx[s]:.3g}) and descent middle ({10 ** logx[v]:.3g})",
+    )
+
+
+RAW_INPUT = frozenset({"auto"})
+"""Rules that smooth the raw loss themselves; the others read the finder's EMA curve."""
+
+
+Rule = Callable[[FloatArray, FloatArray], Suggestion]
+
+METHODS: dict[str, Rule] = {
+    "auto": auto,
+    "steepest": steepest,
+    "valley": valley,
+    "minimum": minimum,
+}
+"""Every rule by name, in the order results list them."""

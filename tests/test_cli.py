@@ -1,0 +1,41 @@
+"""The ``lrkit`` command, run in-process through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lrkit.cli import app
+
+runner = CliRunner()
+
+
+def test_find_prints_suggestions_and_writes_plot_and_json(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["find", "digits-mlp", "--steps", "30", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "auto (suggestion)" in result.output
+    data = json.loads((tmp_path / "finder.json").read_text())
+    assert len(data["curves"][0]["lrs"]) <= 30
+    assert (tmp_path / "finder.png").stat().st_size > 10_000
+
+
+def test_unknown_task_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["find", "no-such-task", "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown task 'no-such-task'" in result.output
+    assert "digits-mlp" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_argument_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["find", "digits-mlp", "--steps", "3", "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "num_steps" in result.output
+
+
+def test_debug_shows_the_exception(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--debug", "find", "no-such-task", "-o", str(tmp_path)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ValueError)

@@ -1,0 +1,124 @@
+"""Suggestion rules on synthetic curves whose answers are known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrkit import suggest
+
+LRS = np.logspace(-6, 1, 141)  # 20 points per decade
+X = np.log10(LRS)
+
+
+def sigmoid_valley(center: float = -3.0, width: float = 0.5, blowup: float = -0.5) -> np.ndarray:
+    """Flat at 2, falls to 0.5 fastest at 10**center, blows up past 10**blowup."""
+    fall = 2.0 - 1.5 / (1 + np.exp(-(X - center) / width))
+    rise = np.where(X > blowup, 3.0 * (X - blowup) ** 2, 0.0)
+    return fall + rise
+
+
+def test_steepest_finds_the_fastest_fall_per_decade() -> None:
+    got = suggest.steepest(LRS, sigmoid_valley(center=-3.0))
+    assert got.lr is not None
+    assert abs(np.log10(got.lr) - (-3.0)) < 0.06
+
+
+def test_steepest_uses_log_lr_not_raw_lr() -> None:
+    # Equal falls per decade at 1e-5 (sharp) and 1e-1 (sharper): against raw LR the slope at
+    # 1e-5 would win by four orders of magnitude; per decade, 1e-1 is steeper.
+    y = 3.0 - 1.0 / (1 + np.exp(-(X + 5) / 0.3)) - 1.0 / (1 + np.exp(-(X + 1) / 0.1))
+    got = suggest.steepest(LRS, y)
+    assert got.lr is not None
+    assert abs(np.log10(got.lr) - (-1.0)) < 0.06
+
+
+def test_steepest_ignores_the_diverging_side() -> None:
+    y = sigmoid_valley(center=-3.0)
+    got = suggest.steepest(LRS, y)
+    lowest = LRS[np.argmin(y)]
+    assert got.lr is not None and got.lr < lowest
+
+
+def test_minimum_is_a_tenth_of_the_lowest_point() -> None:
+    y = (X + 2.0) ** 2  # lowest at 1e-2
+    got = suggest.minimum(LRS, y)
+    assert got.lr == pytest.approx(1e-3)
+    assert got.index == int(np.argmin(y))
+
+
+def test_valley_is_the_middle_of_the_longest_descent() -> None:
+    # Rises to x=-4, falls strictly to x=-1, then rises: the descent spans 1e-4..1e-1.
+    y = np.where(X < -4, X + 10, np.where(X < -1, 6 - (X + 4), 3 + (X + 1) ** 2))
+    got = suggest.valley(LRS, y)
+    assert got.lr is not None
+    assert abs(np.log10(got.lr) - (-2.5)) < 0.06
+
+
+def test_valley_tolerates_one_noisy_uptick() -> None:
+    y = 5.0 - np.clip(X + 5, 0, 4)  # falls from 1e-5 to 1e-1, flat elsewhere
+    y[np.argmin(np.abs(X + 3))] += 0.2  # one uptick in the middle of the fall
+    got = suggest.valley(LRS, y)
+    assert got.lr is not None
+    assert -3.3 < np.log10(got.lr) < -2.7
+
+
+def test_auto_lands_in_the_steep_part_of_a_noisy_valley() -> None:
+    rng = np.random.default_rng(0)
+    y = sigmoid_valley(center=-3.0) + rng.normal(0, 0.05, X.size)
+    got = suggest.auto(LRS, y)
+    assert got.lr is not None
+    lowest = LRS[np.argmin(sigmoid_valley(center=-3.0))]
+    assert -3.6 < np.log10(got.lr) < -2.4
+    assert got.lr <= lowest / 3
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auto_is_stable_under_noise_where_steepest_is_not_required_to_be(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = sigmoid_valley(center=-2.0) + rng.normal(0, 0.08, X.size)
+    got = suggest.auto(LRS, y)
+    assert got.lr is not None
+    assert abs(np.log10(got.lr) - (-2.0)) < 0.6
+
+
+def test_auto_declines_a_flat_curve_with_a_reason() -> None:
+    rng = np.random.default_rng(0)
+    y = 2.3 + rng.normal(0, 0.002, X.size)
+    got = suggest.auto(LRS, y)
+    assert got.lr is None
+    assert "no clear valley" in got.note
+
+
+def test_auto_declines_a_curve_that_only_rises() -> None:
+    got = suggest.auto(LRS, 1.0 + np.exp(X))
+    assert got.lr is None
+    assert "never fell" in got.note
+
+
+def test_auto_is_capped_below_the_lowest_loss() -> None:
+    # A cliff: nothing happens until the loss drops at once just before the minimum.
+    y = np.where(X < -1.0, 2.0, np.where(X < -0.9, 0.5, 5.0))
+    got = suggest.auto(LRS, y)
+    assert got.lr is not None
+    assert got.lr <= LRS[np.argmin(y)] / suggest.AUTO_CAP * 1.0001
+
+
+def test_steepest_declines_a_rising_curve() -> None:
+    got = suggest.steepest(LRS, np.exp(X))
+    assert got.lr is None
+
+
+def test_rules_skip_non_finite_points() -> None:
+    y = sigmoid_valley(center=-3.0)
+    y[100:] = np.nan
+    for rule in suggest.METHODS.values():
+        got = rule(LRS, y)
+        assert got.lr is None or np.isfinite(got.lr)
+
+
+def test_rules_reject_mismatched_or_unsorted_inputs() -> None:
+    with pytest.raises(ValueError, match="equal length"):
+        suggest.steepest(LRS, np.ones(3))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        suggest.steepest(LRS[::-1], np.ones(LRS.size))
