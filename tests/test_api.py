@@ -6,7 +6,18 @@ import lrkit
 
 
 def test_public_names_are_pinned() -> None:
-    assert sorted(lrkit.__all__) == sorted(["FinderResult", "find_lr", "suggest"])
+    assert sorted(lrkit.__all__) == sorted(
+        [
+            "FinderResult",
+            "ReduceOnPlateau",
+            "ScheduleLR",
+            "find_lr",
+            "plot_schedule",
+            "schedules",
+            "suggest",
+            "to_torch",
+        ]
+    )
     for name in lrkit.__all__:
         assert getattr(lrkit, name) is not None
 

@@ -2,11 +2,48 @@
 
 >>> import lrkit
 >>> res = lrkit.find_lr(model, optimizer, loader, criterion)  # doctest: +SKIP
->>> res.suggestion                                           # doctest: +SKIP
+>>> sched = lrkit.schedules.one_cycle(max_lr=res.suggestion, total_steps=1000)  # doctest: +SKIP
+>>> torch_sched = lrkit.to_torch(optimizer, sched)                             # doctest: +SKIP
 """
 
-from lrkit import suggest
-from lrkit.finder import FinderResult, find_lr
+from __future__ import annotations
 
-__all__ = ["FinderResult", "find_lr", "suggest"]
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrkit import schedules, suggest
+from lrkit.finder import FinderResult, find_lr
+from lrkit.plateau import ReduceOnPlateau
+from lrkit.torch_sched import ScheduleLR, to_torch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "FinderResult",
+    "ReduceOnPlateau",
+    "ScheduleLR",
+    "find_lr",
+    "plot_schedule",
+    "schedules",
+    "suggest",
+    "to_torch",
+]
 __version__ = "0.1.0"
+
+
+def plot_schedule(
+    schedules: Any,
+    steps: int,
+    path: str | Path | None = None,
+    ax: Axes | None = None,
+    labels: list[str] | None = None,
+) -> Figure:
+    """Plot one schedule or several (objects or specs) over ``steps``; momentum on a twin axis.
+
+    Matplotlib (the ``plot`` extra) is imported only when this is called.
+    """
+    from lrkit._plot import plot_schedule as plot
+
+    return plot(schedules, steps, path=path, ax=ax, labels=labels)

@@ -110,3 +110,44 @@ def plot_finder(
     ax.grid(True, which="both", alpha=0.25)
     save(fig, path)
     return fig
+
+
+def plot_schedule(
+    schedules: Any,
+    steps: int,
+    path: str | Path | None = None,
+    ax: Axes | None = None,
+    labels: list[str] | None = None,
+) -> Figure:
+    """LR over ``steps`` for one schedule or several overlaid; momentum on a twin axis."""
+    from lrkit.schedules import Schedule, parse
+
+    items = [schedules] if isinstance(schedules, (Schedule, str, dict)) else list(schedules)
+    if not items:
+        raise ValueError("plot_schedule needs at least one schedule")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1 (got {steps!r})")
+    scheds = [parse(s) for s in items]
+    if labels is not None and len(labels) != len(scheds):
+        raise ValueError(f"labels has {len(labels)} entries for {len(scheds)} schedules")
+    fig, ax = new_axes(ax)
+    xs = list(range(steps))
+    twin = None
+    for i, sched in enumerate(scheds):
+        label = labels[i] if labels is not None else sched.to_spec()
+        if len(label) > 70:
+            label = label[:67] + "..."
+        (line,) = ax.plot(xs, [sched.lr_at(t) for t in xs], lw=1.8, label=label)
+        momentum = sched.momentum_schedule()
+        if momentum is not None:
+            twin = twin or ax.twinx()
+            twin.plot(xs, [momentum.lr_at(t) for t in xs], color=line.get_color(), ls=":", lw=1.4)
+    if twin is not None:
+        twin.set_ylabel("momentum / beta1 (dotted)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=8)
+    ax.set_title("learning-rate schedule" + ("s" if len(scheds) > 1 else ""))
+    save(fig, path)
+    return fig

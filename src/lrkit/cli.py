@@ -98,6 +98,45 @@ def find(
     console.print(f"wrote {output / 'finder.png'} and {output / 'finder.json'}")
 
 
+@app.command()
+def schedule(
+    spec: Annotated[
+        list[str],
+        typer.Argument(
+            help="Schedule spec(s), e.g. 'warmup(cosine(lr=0.1, steps=900), steps=100)'."
+        ),
+    ],
+    steps: Annotated[int, typer.Option(help="Steps to plot.")] = 1000,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path(
+        "schedule.png"
+    ),
+) -> None:
+    """Plot one or more schedules (overlaid) and print their values at a few steps."""
+    from lrkit import plot_schedule
+    from lrkit.schedules import parse
+
+    try:
+        scheds = [parse(s) for s in spec]
+        if steps < 1:
+            raise ValueError(f"--steps must be >= 1 (got {steps})")
+    except (ValueError, TypeError) as exc:
+        _fail(exc)
+        return
+    table = Table(title="learning rate at selected steps")
+    table.add_column("step", justify="right")
+    for i in range(len(scheds)):
+        table.add_column(f"#{i + 1}", justify="right")
+    marks = sorted({0, steps // 10, steps // 4, steps // 2, 3 * steps // 4, steps - 1})
+    for t in marks:
+        table.add_row(str(t), *(f"{s(t):.4g}" for s in scheds))
+    console.print(table)
+    for i, s in enumerate(scheds):
+        console.print(f"#{i + 1}: {s.to_spec()}", highlight=False)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    plot_schedule(scheds, steps, path=output)
+    console.print(f"wrote {output}")
+
+
 def main() -> None:
     """Entry point of the ``lrkit`` console script."""
     sys.exit(app())
