@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lrkit-installed
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint format bench setup clean
+.PHONY: demo test lint format bench setup clean browser
 
 setup: $(STAMP)
 
@@ -18,10 +18,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/lrkit find digits-mlp --runs 3 -o lrkit-demo
+	$(VENV)/bin/lrkit demo -o lrkit-demo
 
-test: lint
+test: lint browser
 	$(PY) -m pytest
+
+# The report tests look at pages in headless Chromium (Debian's chromium + chromium-driver).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

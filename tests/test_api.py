@@ -9,9 +9,13 @@ def test_public_names_are_pinned() -> None:
     assert sorted(lrkit.__all__) == sorted(
         [
             "FinderResult",
+            "History",
             "ReduceOnPlateau",
             "ScheduleLR",
+            "Task",
             "find_lr",
+            "fit",
+            "get_task",
             "plot_schedule",
             "schedules",
             "suggest",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lrkit.cli import app
@@ -58,3 +59,47 @@ def test_schedule_bad_spec_is_one_line_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["schedule", "cosin(lr=1)", "-o", str(tmp_path / "x.png")])
     assert result.exit_code == 2
     assert "unknown schedule 'cosin'" in result.output
+
+
+def test_train_with_a_bare_schedule_name(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["train", "digits-mlp", "--lr", "0.05", "--schedule", "one_cycle", "--epochs", "2",
+         "-o", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["epochs"]) == 2
+    assert max(history["step_lr"]) == pytest.approx(0.05, rel=0.01)
+    assert history["step_lr"][0] == pytest.approx(0.05 / 25)
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_train_on_a_fold_with_another_optimizer(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["train", "digits-mlp", "--lr", "0.003", "--optimizer", "adam", "--epochs", "1",
+         "--fold", "1", "--n-folds", "3", "-o", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fold 1/3" in result.output
+
+
+def test_find_missing_data_dir_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["find", "fashion-mnist-lenet", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "train-images-idx3-ubyte.gz" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_bad_schedule_and_optimizer(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "digits-mlp", "--lr", "0.1", "--schedule", "cosin"])
+    assert result.exit_code == 2 and "unknown schedule 'cosin'" in result.output
+    result = runner.invoke(app, ["train", "digits-mlp", "--lr", "0.1", "--optimizer", "lion"])
+    assert result.exit_code == 2 and "optimizer must be one of" in result.output
+
+
+def test_every_command_has_help() -> None:
+    for command in ([], ["find"], ["train"], ["schedule"], ["demo"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output

@@ -469,3 +469,12 @@ def test_bad_parameters_fail_at_construction_naming_the_parameter(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_bare_names_say_what_is_missing() -> None:
+    with pytest.raises(ValueError, match=r"unknown schedule 'cosin'"):
+        S.parse("cosin")
+    with pytest.raises(
+        ValueError, match=r"cosine needs its parameters: cosine\(lr, steps, min_lr\)"
+    ):
+        S.parse("cosine")

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from lrkit import schedules, suggest
 from lrkit.finder import FinderResult, find_lr
 from lrkit.plateau import ReduceOnPlateau
+from lrkit.tasks import Task, get_task
 from lrkit.torch_sched import ScheduleLR, to_torch
+from lrkit.train import History, fit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -22,9 +24,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FinderResult",
+    "History",
     "ReduceOnPlateau",
     "ScheduleLR",
+    "Task",
     "find_lr",
+    "fit",
+    "get_task",
     "plot_schedule",
     "schedules",
     "suggest",

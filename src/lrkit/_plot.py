@@ -151,3 +151,55 @@ def plot_schedule(
     ax.set_title("learning-rate schedule" + ("s" if len(scheds) > 1 else ""))
     save(fig, path)
     return fig
+
+
+def _running_mean(values: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_histories(
+    histories: dict[str, Any], path: str | Path | None = None, metric: str = "accuracy"
+) -> Figure:
+    """Training curves of several runs: train loss per step, val loss and metric per epoch."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4), layout="constrained")
+    ax_step, ax_loss, ax_metric = fig.subplots(1, 3)
+    for label, h in histories.items():
+        window = max(len(h.step_loss) // 50, 1)
+        (line,) = ax_step.plot(_running_mean(h.step_loss, window), lw=1.2, label=label)
+        epochs = [e["epoch"] for e in h.epochs]
+        if h.epochs and "val_loss" in h.epochs[0]:
+            ax_loss.plot(epochs, [e["val_loss"] for e in h.epochs], "o-", color=line.get_color())
+        if h.epochs and metric in h.epochs[0]:
+            ax_metric.plot(epochs, [e[metric] for e in h.epochs], "o-", color=line.get_color())
+        if h.diverged:
+            ax_step.plot([len(h.step_loss) - 1], [h.step_loss[-1] if h.step_loss else 0], "x",
+                         color=line.get_color(), ms=10)  # fmt: skip
+    ax_step.set(xlabel="step", ylabel="train loss (running mean)", yscale="log")
+    ax_loss.set(xlabel="epoch", ylabel="val loss", yscale="log")
+    ax_metric.set(xlabel="epoch", ylabel=f"val {metric}")
+    for ax in (ax_step, ax_loss, ax_metric):
+        ax.grid(True, alpha=0.25)
+    ax_step.legend(fontsize=8)
+    save(fig, path)
+    return fig
+
+
+def plot_lr_histories(histories: dict[str, Any], path: str | Path | None = None) -> Figure:
+    """The LR of every optimizer step of several runs, on a log axis."""
+    fig, ax = new_axes(None)
+    for label, h in histories.items():
+        ax.plot(h.step_lr, lw=1.5, label=label)
+    ax.set(xlabel="step", ylabel="learning rate", yscale="log", title="learning rate per step")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    save(fig, path)
+    return fig

@@ -7,11 +7,13 @@ User errors (unknown task, bad argument, missing files) print one line and exit 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -35,7 +37,7 @@ def _main(
 def _fail(exc: BaseException) -> None:
     if _state["debug"]:
         raise exc
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -58,38 +60,53 @@ def suggestions_table(result: Any, title: str = "LR suggestions") -> Table:
     return table
 
 
+TaskArg = Annotated[
+    str, typer.Argument(help="Built-in task (digits-mlp, mnist-lenet, ...) or 'module:function'.")
+]
+DataDir = Annotated[
+    Path | None, typer.Option(help="Folder with the dataset files (fashion-mnist-lenet).")
+]
+Fold = Annotated[int | None, typer.Option(help="Cross-validation fold to validate on.")]
+Folds = Annotated[int, typer.Option(help="Number of cross-validation folds.")]
+Seed = Annotated[int, typer.Option(help="Seed for model init and data order.")]
+USER_ERRORS = (ValueError, TypeError, ImportError, FileNotFoundError)
+
+
 @app.command()
 def find(
-    task: Annotated[str, typer.Argument(help="Built-in task name or 'module:function'.")],
+    task: TaskArg,
     start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="Last LR of the sweep.")] = 10.0,
     steps: Annotated[int, typer.Option(help="Optimizer steps (points on the curve).")] = 100,
     mode: Annotated[str, typer.Option(help="'exp' or 'linear' LR growth.")] = "exp",
     runs: Annotated[int, typer.Option(help="Repeat with different seeds; reports spread.")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed for model init and data order.")] = 0,
+    seed: Seed = 0,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Directory for finder.png and finder.json.")
     ] = Path("lrkit-out"),
+    data_dir: DataDir = None,
+    fold: Fold = None,
+    n_folds: Folds = 5,
 ) -> None:
     """Run the LR range test on TASK; print the suggestions, save the curve and its plot."""
     from lrkit.finder import find_lr
     from lrkit.tasks import get_task
 
     try:
-        t = get_task(task)
+        t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
         model = t.make_model(seed)
         optimizer = t.make_optimizer(model)
         result = find_lr(
             model, optimizer, t.train_loader(seed), t.criterion, start_lr=start_lr,
             end_lr=end_lr, num_steps=steps, mode=mode, runs=runs, seed=seed,  # type: ignore[arg-type]
         )  # fmt: skip
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
         return
     output.mkdir(parents=True, exist_ok=True)
     result.save(output / "finder.json")
     result.plot(output / "finder.png")
-    console.print(suggestions_table(result, f"LR suggestions for {t.name}"))
+    console.print(suggestions_table(result, f"LR suggestions for {escape(t.name)}"))
     if result.unstable:
         console.print(f"[yellow]unstable over runs:[/] {', '.join(result.unstable)}")
     console.print(
@@ -135,6 +152,125 @@ def schedule(
     output.parent.mkdir(parents=True, exist_ok=True)
     plot_schedule(scheds, steps, path=output)
     console.print(f"wrote {output}")
+
+
+def schedule_for(spec: str, lr: float, total_steps: int) -> Any:
+    """A schedule from a full spec, or from a bare name filled in with ``lr`` and the length.
+
+    Bare names: constant, cosine, linear (to 0), one_cycle, wsd, and
+    warmup_cosine (5% linear warmup from lr/10, then cosine).
+    """
+    from lrkit import schedules as S
+
+    bare: dict[str, Callable[[], S.Schedule]] = {
+        "constant": lambda: S.constant(lr),
+        "cosine": lambda: S.cosine(lr=lr, steps=total_steps),
+        "linear": lambda: S.linear(lr, 0.0, steps=total_steps),
+        "one_cycle": lambda: S.one_cycle(max_lr=lr, total_steps=total_steps),
+        "wsd": lambda: S.wsd(max_lr=lr, total_steps=total_steps, warmup_steps=total_steps // 20),
+        "warmup_cosine": lambda: S.warmup(
+            S.cosine(lr=lr, steps=total_steps - max(total_steps // 20, 1)),
+            steps=max(total_steps // 20, 1),
+        ),
+    }
+    name = spec.strip()
+    return bare[name]() if name in bare else S.parse(name)
+
+
+@app.command()
+def train(
+    task: TaskArg,
+    lr: Annotated[float, typer.Option(help="Learning rate (max LR of a schedule).")],
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="A spec, or a bare name filled with --lr and the run's length: constant, "
+            "cosine, linear, one_cycle, wsd, warmup_cosine."
+        ),
+    ] = "constant",
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the task's).")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="sgd, adam, adamw or nadam (default: the task's).")
+    ] = None,
+    seed: Seed = 0,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Directory for history.json and curves.png.")
+    ] = Path("lrkit-out"),
+    data_dir: DataDir = None,
+    fold: Fold = None,
+    n_folds: Folds = 5,
+) -> None:
+    """Train TASK with one LR and schedule; print the epochs, save the history and curves."""
+    from lrkit._plot import plot_histories, plot_lr_histories
+    from lrkit.train import fit
+
+    try:
+        from lrkit.tasks import get_task
+
+        t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
+        n_epochs = t.epochs if epochs is None else epochs
+        loader = t.train_loader(seed)
+        sched = schedule_for(schedule, lr, n_epochs * len(loader))
+        model = t.make_model(seed)
+        opt = t.make_optimizer(model, lr=sched(0), optimizer=optimizer)
+        history = fit(
+            model, opt, loader, t.criterion, n_epochs, schedule=sched,
+            val_loader=t.val_loader(), metrics=(t.metric,), seed=seed,
+        )  # fmt: skip
+    except USER_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(f"{t.name}: {sched.to_spec()}", highlight=False, markup=False)
+    table = Table()
+    for column in history.epochs[0] if history.epochs else ["epoch"]:
+        table.add_column(column, justify="right")
+    for row in history.epochs:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"{history.stop_reason}; {history.wall_s:.1f}s")
+    output.mkdir(parents=True, exist_ok=True)
+    history.save(output / "history.json")
+    plot_histories({sched.to_spec(): history}, output / "curves.png", metric=t.metric)
+    plot_lr_histories({sched.to_spec(): history}, output / "lr.png")
+    console.print(f"wrote {output / 'history.json'}, curves.png and lr.png")
+
+
+@app.command()
+def demo(
+    task: Annotated[str, typer.Option(help="Task to run the experiment on.")] = "mnist-lenet",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path(
+        "lrkit-demo"
+    ),
+    quick: Annotated[bool, typer.Option(help="A small slice and 2 epochs: seconds.")] = False,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per run (default: task's).")] = None,
+    seed: Seed = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """The finder's LR vs fixed LRs 1e-5, 1e-4, 1e-1, and one-cycle: report.html and PNGs."""
+    from lrkit.demo import run_demo, summary_rows
+
+    try:
+        results = run_demo(
+            task, output, quick=quick, epochs=epochs, seed=seed, data_dir=data_dir,
+            log=lambda line: console.print(line, highlight=False),
+        )  # fmt: skip
+    except USER_ERRORS as exc:
+        _fail(exc)
+        return
+    header, rows, _ = summary_rows(results)
+    table = Table(title=f"{escape(results['task'])}: {results['epochs']} epochs per run")
+    for column in header:
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"range test {results['finder_s']:.1f}s, whole demo {results['total_s']:.0f}s; "
+        f"best: {results['best']}"
+    )
+    console.print(
+        f"wrote {output / 'report.html'} (and finder.png, curves.png, lr.png, results.json)"
+    )
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from torch import nn
 
 from lrkit import suggest as _suggest
 from lrkit._state import Cache, Snapshot
+from lrkit._steps import StepFn, default_step, loss_value, seed_all, to_device
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FinderResult", "find_lr"]
 
-StepFn = Callable[[nn.Module, Any], torch.Tensor]
 Mode = Literal["exp", "linear"]
 
 UNSTABLE_DECADES = 0.5
@@ -295,18 +294,6 @@ def lr_schedule(start_lr: float, end_lr: float, num_steps: int, mode: Mode) -> l
     return lrs
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return type(batch)({k: _to_device(v, device) for k, v in batch.items()})  # type: ignore[call-arg]
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_to_device(v, device) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
 def _cycle(loader: Iterable[Any], name: str) -> Iterator[Any]:
     """Iterate ``loader`` forever, starting a new epoch (and a new shuffle) when it ends."""
     while True:
@@ -316,35 +303,6 @@ def _cycle(loader: Iterable[Any], name: str) -> Iterator[Any]:
             yield batch
         if empty:
             raise ValueError(f"{name} yielded no batches; give it at least one batch")
-
-
-def _default_step(criterion: Callable[..., torch.Tensor]) -> StepFn:
-    def step(model: nn.Module, batch: Any) -> torch.Tensor:
-        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-            raise ValueError(
-                "criterion mode expects (inputs, targets) batches; for dicts, several inputs "
-                "or models that return their own loss, pass step_fn=lambda model, batch: loss"
-            )
-        inputs, targets = batch
-        return criterion(model(inputs), targets)
-
-    return step
-
-
-def _loss_value(loss: Any) -> torch.Tensor:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise ValueError(
-            f"the loss must be a scalar tensor (got {type(loss).__name__}"
-            f"{'' if not isinstance(loss, torch.Tensor) else f' of shape {tuple(loss.shape)}'}); "
-            "reduce it with .mean() or return the loss from step_fn"
-        )
-    return loss.reshape(())
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global RNG is what user code reads
-    random.seed(seed)
 
 
 class _Ema:
@@ -394,9 +352,9 @@ def _run_once(
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
         for _ in range(accumulation_steps):
-            batch = _to_device(next(batches), device)
+            batch = to_device(next(batches), device)
             with autocast():
-                loss = _loss_value(step(model, batch))
+                loss = loss_value(step(model, batch))
             scaled = loss / accumulation_steps
             (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
             total += loss.detach().float()
@@ -448,7 +406,7 @@ def _evaluate(
 ) -> float:
     model.eval()
     with torch.no_grad(), autocast():
-        total = sum(_loss_value(step(model, b)).float() for b in val_set)
+        total = sum(loss_value(step(model, b)).float() for b in val_set)
     model.train()
     return float(total) / len(val_set)
 
@@ -539,7 +497,7 @@ def find_lr(
         mode, smooth, diverge_threshold, accumulation_steps, runs, val_loader, val_batches,
         cache, method,
     )  # fmt: skip
-    step = step_fn if step_fn is not None else _default_step(criterion)  # type: ignore[arg-type]
+    step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
     group_lrs = [float(g["lr"]) for g in optimizer.param_groups]
@@ -557,7 +515,7 @@ def find_lr(
         if val_loader is not None:
             val_iter = iter(val_loader)
             val_set = [
-                _to_device(b, device) for _, b in zip(range(val_batches), val_iter, strict=False)
+                to_device(b, device) for _, b in zip(range(val_batches), val_iter, strict=False)
             ]
             if not val_set:
                 raise ValueError("val_loader yielded no batches; give it at least one batch")
@@ -568,7 +526,7 @@ def find_lr(
                 if r:
                     snapshot.restore(rng=False)
                 if seed is not None:
-                    _seed_all(seed + r)
+                    seed_all(seed + r)
                 batches = _cycle(train_loader, "train_loader")
                 curve = _run_once(
                     model, optimizer, batches, step, lrs, ratios,

@@ -557,7 +557,7 @@ class Cyclic(Schedule):
         if self.mode == "triangular":
             amplitude = 1.0
         elif self.mode == "triangular2":
-            amplitude = 1 / (2.0 ** (cycle - 1))
+            amplitude = math.ldexp(1.0, -(cycle - 1))  # 1/2**(cycle-1), 0 past 2**-1074
         else:
             amplitude = self.gamma**t
         return height, amplitude
@@ -947,6 +947,12 @@ def parse(spec: str | Mapping[str, Any] | Schedule) -> Schedule:
         tree = ast.parse(spec.strip(), mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"bad schedule spec {spec!r}: {exc.msg}") from None
+    if isinstance(tree.body, ast.Name):  # a bare name: say what it needs
+        name = tree.body.id
+        if name in _REGISTRY:
+            params = ", ".join(f.name for f in dataclasses.fields(_REGISTRY[name]))
+            raise ValueError(f"{name} needs its parameters: {name}({params})")
+        raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(names())}")
     result = _from_node(tree.body, spec)
     if not isinstance(result, Schedule):
         raise ValueError(f"bad schedule spec {spec!r}: expected a schedule call like cosine(...)")

@@ -68,7 +68,8 @@ def steepest(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatA
     LR instead, as Lightning does, weights the tiny-LR end of an exponential sweep by up to
     ``end_lr/start_lr`` and drifts the answer towards LRs that barely train. Only points up to
     the minimum count: past it the loss rises, and Smith (2017, §3.3) places the LR on the
-    falling side.
+    falling side. The first 10% of points are skipped: the EMA's bias correction makes them
+    the noisiest.
     """
     x, y = _curve(lrs, losses)
     if x.size < 3:
@@ -77,7 +78,8 @@ def steepest(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatA
     if end < 3:
         return _declined("no clear valley: the loss was lowest at the start and never fell")
     slope = np.gradient(y[:end], np.log10(x[:end]))
-    i = int(np.argmin(slope))
+    skip = min(x.size // 10, end - 1)  # the EMA's warm-up points, as Lightning skips them
+    i = skip + int(np.argmin(slope[skip:]))
     if slope[i] >= 0:
         return _declined("no clear valley: the loss never fell")
     return Suggestion(float(x[i]), i, f"steepest descent, {slope[i]:.3g} loss per decade")

@@ -1,0 +1,265 @@
+"""A small, honest training loop: the one the CLI, the demo and the sweeps use.
+
+``fit`` runs epochs of ``zero_grad → loss → backward → step → scheduler.step`` and returns a
+:class:`History` with the LR and loss of every optimizer step and a summary of every epoch.
+There is nothing else in it: no hooks beyond ``callbacks``, no device magic beyond moving
+batches to the model's device, no hidden state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from lrkit._steps import StepFn, default_step, loss_value, seed_all, to_device
+from lrkit.plateau import ReduceOnPlateau
+from lrkit.schedules import Constant, Schedule
+from lrkit.torch_sched import ScheduleLR, to_torch
+
+__all__ = ["METRICS", "History", "fit"]
+
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[["History"], bool | None]
+
+
+def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose arg-max class equals the target (sum over the batch)."""
+    return (outputs.argmax(dim=-1) == targets).float().sum()
+
+
+def _mae(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs.reshape(targets.shape) - targets).abs().float().sum()
+
+
+METRICS: dict[str, Metric] = {"accuracy": _accuracy, "mae": _mae}
+"""Built-in metrics by name: each returns the *sum* over a batch; ``fit`` divides by count."""
+
+
+@dataclass
+class History:
+    """What a training run did: per optimizer step and per epoch.
+
+    ``step_lr`` / ``step_loss``: the LR used by, and the training loss of, every optimizer
+    step (group 0's LR). ``epochs``: one dict per finished epoch with ``epoch``,
+    ``train_loss`` and, with validation data, ``val_loss`` and each metric. A run that hit a
+    NaN/inf loss has ``diverged=True`` and says where in ``stop_reason``.
+    """
+
+    step_lr: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+    stopped_early: bool = False
+    stop_reason: str = "completed"
+    diverged: bool = False
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last finished epoch's summary (empty when none finished)."""
+        return self.epochs[-1] if self.epochs else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        return cls(**dict(data))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict()))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> History:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, schedule: Any) -> tuple[LRScheduler | None, bool]:
+    """The torch scheduler for ``schedule``, and whether it takes metric reports."""
+    if schedule is None:
+        return None, False
+    if isinstance(schedule, ScheduleLR):
+        return schedule, schedule.plateau is not None
+    if isinstance(schedule, LRScheduler):
+        return schedule, False
+    if isinstance(schedule, ReduceOnPlateau):
+        lr = max(float(g["lr"]) for g in optimizer.param_groups)
+        return to_torch(optimizer, Constant(lr), momentum=False, plateau=schedule), True
+    if isinstance(schedule, (Schedule, str, Mapping)):
+        return to_torch(optimizer, schedule), False
+    raise TypeError(
+        "schedule must be a Schedule, a spec string or dict, a ReduceOnPlateau or a torch "
+        f"LRScheduler (got {type(schedule).__name__})"
+    )
+
+
+def _metrics(metrics: Sequence[str | Metric] | None, step_fn: StepFn | None) -> dict[str, Metric]:
+    if metrics is None:
+        metrics = () if step_fn is not None else ("accuracy",)
+    if metrics and step_fn is not None:
+        raise ValueError(
+            "metrics need (outputs, targets) batches, which step_fn hides; pass metrics=() "
+            "with step_fn (the val loss is still recorded)"
+        )
+    out: dict[str, Metric] = {}
+    for m in metrics:
+        if isinstance(m, str):
+            if m not in METRICS:
+                raise ValueError(f"unknown metric {m!r}; built in: {', '.join(sorted(METRICS))}")
+            out[m] = METRICS[m]
+        elif callable(m):
+            out[getattr(m, "__name__", f"metric{len(out)}")] = m
+        else:
+            raise TypeError(f"metrics must be names or callables (got {m!r})")
+    return out
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Any],
+    step: StepFn,
+    metrics: Mapping[str, Metric],
+    criterion: Callable[..., torch.Tensor] | None,
+    device: torch.device,
+) -> dict[str, float]:
+    """Mean loss (weighted by batch size) and metrics of ``model`` over ``loader``."""
+    was_training = model.training
+    model.eval()
+    total_loss, count = 0.0, 0
+    sums = dict.fromkeys(metrics, 0.0)
+    try:
+        with torch.no_grad():
+            for raw in loader:
+                batch = to_device(raw, device)
+                if metrics and criterion is not None:
+                    inputs, targets = batch
+                    outputs = model(inputs)
+                    loss = criterion(outputs, targets)
+                    for name, fn in metrics.items():
+                        sums[name] += float(fn(outputs, targets))
+                    n = len(targets)
+                else:
+                    loss = loss_value(step(model, batch))
+                    n = len(batch[0]) if isinstance(batch, (list, tuple)) else 1
+                total_loss += float(loss) * n
+                count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("val_loader yielded no batches; give it at least one batch")
+    out = {"val_loss": total_loss / count}
+    out.update({name: value / count for name, value in sums.items()})
+    return out
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader: Iterable[Any],
+    criterion: Callable[..., torch.Tensor] | None = None,
+    epochs: int = 1,
+    *,
+    schedule: Schedule | str | Mapping[str, Any] | ReduceOnPlateau | LRScheduler | None = None,
+    val_loader: Iterable[Any] | None = None,
+    metrics: Sequence[str | Metric] | None = None,
+    step_fn: StepFn | None = None,
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> History:
+    """Train ``model`` for ``epochs`` and return its :class:`History`.
+
+    ``schedule`` is stepped after every optimizer step (a lrkit schedule goes through
+    :func:`lrkit.to_torch`); a :class:`~lrkit.ReduceOnPlateau` (or a ``to_torch(...,
+    plateau=...)``) is fed the validation loss after every epoch. ``metrics`` (default
+    ``("accuracy",)``) are computed on ``val_loader`` after every epoch. ``callbacks`` are
+    called with the history after every epoch; one that returns ``True`` stops training.
+    A NaN/inf training loss stops the run cleanly: it is recorded as diverged, not raised.
+    With ``seed``, the same call gives the same history bit for bit on CPU.
+
+    >>> history = fit(model, opt, train, nn.CrossEntropyLoss(), epochs=5,  # doctest: +SKIP
+    ...               schedule=schedules.one_cycle(0.1, 5 * len(train)), val_loader=val)
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1 (got {epochs!r})")
+    if criterion is None and step_fn is None:
+        raise ValueError("pass criterion (loss = criterion(model(x), y)) or step_fn(model, batch)")
+    if criterion is not None and step_fn is not None:
+        raise ValueError("pass criterion or step_fn, not both: step_fn computes the loss itself")
+    metric_fns = _metrics(metrics, step_fn)
+    length = getattr(train_loader, "__len__", None)
+    if length is not None and length() == 0:
+        raise ValueError("train_loader is empty (len 0); give it at least one batch")
+    if device is not None:
+        model.to(device)
+    first = next(iter(model.parameters()), None)
+    dev = first.device if first is not None else torch.device("cpu")
+    scheduler, takes_reports = _scheduler(optimizer, schedule)
+    if takes_reports and val_loader is None:
+        raise ValueError("reduce-on-plateau needs val_loader: it is fed the val loss each epoch")
+
+    step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
+    if seed is not None:
+        seed_all(seed)
+
+    from tqdm.auto import tqdm
+
+    history = History()
+    started = time.perf_counter()
+    total = epochs * length() if length is not None else None
+    model.train()
+    with tqdm(total=total, desc="training", disable=not progress, leave=False) as bar:
+        for epoch in range(1, epochs + 1):
+            losses = torch.zeros((), dtype=torch.float64)
+            steps = 0
+            for raw in train_loader:
+                lr = float(optimizer.param_groups[0]["lr"])
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_value(step(model, to_device(raw, dev)))
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    history.diverged = history.stopped_early = True
+                    history.stop_reason = (
+                        f"diverged: non-finite loss ({value}) at step {len(history.step_loss)} "
+                        f"(epoch {epoch}, lr={lr:.3g})"
+                    )
+                    break
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                history.step_lr.append(lr)
+                history.step_loss.append(value)
+                losses += value
+                steps += 1
+                bar.update(1)
+                if steps % 20 == 0:
+                    bar.set_postfix(epoch=epoch, loss=f"{value:.4g}", lr=f"{lr:.2e}", refresh=False)
+            if history.diverged:
+                break
+            if steps == 0:
+                raise ValueError("train_loader yielded no batches; give it at least one batch")
+            summary: dict[str, float] = {"epoch": epoch, "train_loss": float(losses) / steps}
+            if val_loader is not None:
+                summary.update(evaluate(model, val_loader, step, metric_fns, criterion, dev))
+                if takes_reports and isinstance(scheduler, ScheduleLR):
+                    scheduler.report(summary["val_loss"])
+            history.epochs.append(summary)
+            stop = next((cb for cb in callbacks if cb(history)), None)
+            if stop is not None:
+                history.stopped_early = True
+                history.stop_reason = f"stopped by callback {getattr(stop, '__name__', stop)!s}"
+                break
+    history.wall_s = time.perf_counter() - started
+    return history
