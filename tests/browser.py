@@ -57,10 +57,12 @@ def render(page: Path, screenshot: Path, tmp: Path) -> dict[str, Any]:
             const started = Date.now();
             (function poll() {
               const plots = [...document.querySelectorAll('.js-plotly-plot')];
-              const drawn = plots.filter(p => p.querySelector('.main-svg .scatterlayer .trace'));
+              const marks = '.main-svg .scatterlayer .trace, .main-svg .parcoords';
+              const drawn = plots.filter(p => p.querySelector(marks));
               if ((plots.length && drawn.length === plots.length) || Date.now() - started > 20000) {
                 done({plots: plots.length, drawn: drawn.length,
                       traces: drawn.map(p => p.querySelectorAll('.trace').length),
+                      parcoords: document.querySelectorAll('.main-svg .parcoords').length,
                       tables: document.querySelectorAll('table').length,
                       title: document.title});
               } else { setTimeout(poll, 100); }

@@ -16,9 +16,11 @@ def test_public_names_are_pinned() -> None:
             "find_lr",
             "fit",
             "get_task",
+            "logspace",
             "plot_schedule",
             "schedules",
             "suggest",
+            "sweep",
             "to_torch",
         ]
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lrkit import schedules, suggest
 from lrkit.finder import FinderResult, find_lr
 from lrkit.plateau import ReduceOnPlateau
+from lrkit.sweeps import logspace, sweep
 from lrkit.tasks import Task, get_task
 from lrkit.torch_sched import ScheduleLR, to_torch
 from lrkit.train import History, fit
@@ -31,9 +32,11 @@ __all__ = [
     "find_lr",
     "fit",
     "get_task",
+    "logspace",
     "plot_schedule",
     "schedules",
     "suggest",
+    "sweep",
     "to_torch",
 ]
 __version__ = "0.1.0"

@@ -7,7 +7,6 @@ User errors (unknown task, bad argument, missing files) print one line and exit 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -154,29 +153,6 @@ def schedule(
     console.print(f"wrote {output}")
 
 
-def schedule_for(spec: str, lr: float, total_steps: int) -> Any:
-    """A schedule from a full spec, or from a bare name filled in with ``lr`` and the length.
-
-    Bare names: constant, cosine, linear (to 0), one_cycle, wsd, and
-    warmup_cosine (5% linear warmup from lr/10, then cosine).
-    """
-    from lrkit import schedules as S
-
-    bare: dict[str, Callable[[], S.Schedule]] = {
-        "constant": lambda: S.constant(lr),
-        "cosine": lambda: S.cosine(lr=lr, steps=total_steps),
-        "linear": lambda: S.linear(lr, 0.0, steps=total_steps),
-        "one_cycle": lambda: S.one_cycle(max_lr=lr, total_steps=total_steps),
-        "wsd": lambda: S.wsd(max_lr=lr, total_steps=total_steps, warmup_steps=total_steps // 20),
-        "warmup_cosine": lambda: S.warmup(
-            S.cosine(lr=lr, steps=total_steps - max(total_steps // 20, 1)),
-            steps=max(total_steps // 20, 1),
-        ),
-    }
-    name = spec.strip()
-    return bare[name]() if name in bare else S.parse(name)
-
-
 @app.command()
 def train(
     task: TaskArg,
@@ -202,6 +178,7 @@ def train(
 ) -> None:
     """Train TASK with one LR and schedule; print the epochs, save the history and curves."""
     from lrkit._plot import plot_histories, plot_lr_histories
+    from lrkit.schedules import for_run
     from lrkit.train import fit
 
     try:
@@ -210,7 +187,7 @@ def train(
         t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
         n_epochs = t.epochs if epochs is None else epochs
         loader = t.train_loader(seed)
-        sched = schedule_for(schedule, lr, n_epochs * len(loader))
+        sched = for_run(schedule, lr, n_epochs * len(loader))
         model = t.make_model(seed)
         opt = t.make_optimizer(model, lr=sched(0), optimizer=optimizer)
         history = fit(
@@ -271,6 +248,119 @@ def demo(
     console.print(
         f"wrote {output / 'report.html'} (and finder.png, curves.png, lr.png, results.json)"
     )
+
+
+@app.command("sweep")
+def sweep_command(
+    spec: Annotated[Path, typer.Argument(help="A TOML file with the sweep's fields.")],
+    store: Annotated[
+        Path | None, typer.Option(help="Store directory (default: runs/<spec name>).")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="serial, processes or ray.")] = "serial",
+    workers: Annotated[int | None, typer.Option(help="Processes / Ray CPUs.")] = None,
+    address: Annotated[str | None, typer.Option(help="Address of a Ray cluster.")] = None,
+) -> None:
+    """Run (or resume) the sweep in SPEC; write the store and report.html."""
+    from lrkit.sweeps import SweepSpec, run_spec
+
+    try:
+        if not spec.is_file():
+            raise FileNotFoundError(f"no sweep spec at {spec}")
+        parsed = SweepSpec.from_toml(spec)
+        result = run_spec(parsed, executor=executor, store=store or Path("runs") / parsed.name,
+                          workers=workers, address=address)  # fmt: skip
+    except USER_ERRORS as exc:
+        _fail(exc)
+        return
+    done = sum(r.status == "done" for r in result.runs)
+    console.print(
+        f"{result.name}: {result.ran} ran, {result.skipped} already done, {done}/"
+        f"{len(result.runs)} done in the store, {len(result.failures)} failed"
+    )
+    for r in result.failures:
+        console.print(f"[red]failed[/] {r.id} lr={r.config['lr']:.3g}: {escape(r.error or '')}")
+    if result.report is not None:
+        console.print(f"wrote {result.report}")
+
+
+@app.command()
+def report(
+    store: Annotated[Path, typer.Argument(help="A sweep's store directory.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+    name: Annotated[str | None, typer.Option(help="Sweep name, if the store has several.")] = None,
+) -> None:
+    """Rebuild the HTML report of a sweep from its store."""
+    from lrkit.report.sweep import write_sweep_report
+    from lrkit.sweeps import Store
+
+    try:
+        db = Store(store)
+        if not db.path.is_file():
+            raise FileNotFoundError(f"no lrkit.db in {store}")
+        names = db.sweeps()
+        chosen = name or (names[-1] if names else None)
+        if chosen is None or chosen not in names:
+            raise ValueError(f"no sweep {chosen!r} in {db.path}; sweeps there: {names}")
+        path = write_sweep_report(db, chosen, output or store / "report.html")
+    except USER_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(f"wrote {path}")
+
+
+runs_app = typer.Typer(help="Inspect the runs in a sweep store.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+StoreOpt = Annotated[Path, typer.Option(help="Store directory.")]
+
+
+@runs_app.command("ls")
+def runs_ls(store: Annotated[Path, typer.Argument(help="Store directory.")]) -> None:
+    """One line per run: id, status, config, final metrics."""
+    from lrkit.sweeps import Store
+
+    db = Store(store)
+    if not db.path.is_file():
+        _fail(FileNotFoundError(f"no lrkit.db in {store}"))
+    table = Table()
+    for column in ("id", "status", "lr", "schedule", "optimizer", "seed", "fold", "final"):
+        table.add_column(column)
+    for r in db.runs():
+        c = r.config
+        final = r.summary.get("final", {})
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if k != "epoch")
+        table.add_row(r.id, "diverged" if r.diverged else r.status, f"{c['lr']:.3g}",
+                      c["schedule"], c["optimizer"], str(c["seed"]), str(c["fold"]),
+                      shown or (r.error or "")[:60])  # fmt: skip
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    store: StoreOpt = Path("runs/sweep"),
+) -> None:
+    """A run's config, status, error and per-epoch metrics."""
+    from lrkit.sweeps import Store
+
+    try:
+        r = Store(store).run(run_id)
+    except USER_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(f"run {r.id} ({r.status}{', diverged' if r.diverged else ''})", markup=False)
+    for key, value in r.config.items():
+        console.print(f"  {key}: {value}", markup=False)
+    if r.error:
+        console.print(f"  error: {r.error}", markup=False)
+    epochs = Store(store).metrics(r.id, "epoch")
+    if epochs:
+        table = Table()
+        table.add_column("epoch")
+        for name in epochs:
+            table.add_column(name, justify="right")
+        for i in range(len(next(iter(epochs.values())))):
+            table.add_row(str(i + 1), *(f"{v[i]:.4g}" for v in epochs.values()))
+        console.print(table)
 
 
 def main() -> None:

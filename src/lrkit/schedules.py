@@ -32,6 +32,7 @@ __all__ = [
     "cosine",
     "cyclic",
     "exponential",
+    "for_run",
     "inverse_sqrt",
     "join",
     "linear",
@@ -848,6 +849,29 @@ wsd = WSD
 warmup = Warmup
 join = Join
 scale = Scale
+
+
+def for_run(spec: str, lr: float, total_steps: int) -> Schedule:
+    """A schedule from a bare name filled with ``lr`` and ``total_steps``, or a full spec.
+
+    Bare names: constant, cosine, linear (to 0), one_cycle (``lr`` is its max), wsd (5%
+    warmup), warmup_cosine (5% linear warmup from lr/10, then cosine to 0).
+    """
+    name = spec.strip()
+    warm = max(total_steps // 20, 1)
+    if name == "constant":
+        return Constant(lr)
+    if name == "cosine":
+        return Cosine(lr=lr, steps=total_steps)
+    if name == "linear":
+        return Linear(lr, 0.0, steps=total_steps)
+    if name == "one_cycle":
+        return OneCycle(max_lr=lr, total_steps=total_steps)
+    if name == "wsd":
+        return WSD(max_lr=lr, total_steps=total_steps, warmup_steps=warm)
+    if name == "warmup_cosine":
+        return Warmup(Cosine(lr=lr, steps=max(total_steps - warm, 1)), steps=warm)
+    return parse(name)
 
 
 def names() -> list[str]:

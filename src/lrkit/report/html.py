@@ -68,7 +68,8 @@ class Page:
         """A plotly figure; the first one carries plotly.js inline for the whole page."""
         import plotly.io as pio
 
-        fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 50})
+        margin = {"l": 60, "r": 20, "t": 50, "b": 50} | dict(fig.layout.margin.to_plotly_json())
+        fig.update_layout(template="plotly_white", margin=margin)
         div = pio.to_html(
             fig,
             full_html=False,

@@ -1,0 +1,395 @@
+"""The sweep report: parallel coordinates, LR sensitivity, per-fold table, curves, verdict.
+
+Reads only the store, so ``lrkit report runs/NAME`` can rebuild it at any time.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrkit.report.html import Page
+from lrkit.sweeps.store import RunRecord, Store
+
+HIGHER_IS_BETTER = {"accuracy"}
+
+
+def pick_metric(records: list[RunRecord]) -> str:
+    """The task's metric if the runs recorded one, else the validation loss."""
+    for r in records:
+        final = r.summary.get("final", {})
+        for key in final:
+            if key not in ("epoch", "train_loss", "val_loss"):
+                return str(key)
+        if "val_loss" in final:
+            return "val_loss"
+    return "train_loss"
+
+
+def value_of(record: RunRecord, metric: str) -> float:
+    if record.status != "done" or record.diverged:
+        return math.nan
+    value = record.summary.get("final", {}).get(metric)
+    return math.nan if value is None else float(value)
+
+
+@dataclass
+class ConfigSummary:
+    """One (lr, schedule, optimizer) over its seeds and folds."""
+
+    lr: float
+    schedule: str
+    optimizer: str
+    values: list[float]  # finite results
+    runs: int
+    diverged: int
+    failed: int
+    by_fold: dict[str, list[float]]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.schedule} · {self.optimizer} · lr={self.lr:.3g}"
+
+
+def fold_name(fold: int | None) -> str:
+    return "split" if fold is None else f"fold {fold}"
+
+
+def summarize(records: list[RunRecord], metric: str) -> list[ConfigSummary]:
+    groups: dict[tuple[float, str, str], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        c = r.config
+        groups[(c["lr"], c["schedule"], c["optimizer"])].append(r)
+    out = []
+    for (lr, schedule, optimizer), members in sorted(groups.items()):
+        by_fold: dict[str, list[float]] = defaultdict(list)
+        values = []
+        for r in members:
+            v = value_of(r, metric)
+            if math.isfinite(v):
+                values.append(v)
+                by_fold[fold_name(r.config["fold"])].append(v)
+        out.append(
+            ConfigSummary(
+                lr,
+                schedule,
+                optimizer,
+                values,
+                len(members),
+                sum(r.diverged for r in members),
+                sum(r.status == "failed" for r in members),
+                dict(by_fold),
+            )
+        )
+    return out
+
+
+def ranked(summaries: list[ConfigSummary], metric: str) -> list[ConfigSummary]:
+    """Best first; a config with any diverged or failed run ranks after every clean one."""
+    sign = -1.0 if metric in HIGHER_IS_BETTER else 1.0
+    return sorted(
+        (s for s in summaries if s.values),
+        key=lambda s: (s.diverged + s.failed > 0, sign * s.mean),
+    )
+
+
+def verdict(summaries: list[ConfigSummary], metric: str) -> str:
+    """The best config and its spread, in words."""
+    order = ranked(summaries, metric)
+    if not order:
+        return "No run finished: nothing to recommend."
+    best = order[0]
+    folds = {f for s in summaries for f in s.by_fold}
+    text = (
+        f"Best: {best.schedule} with {best.optimizer} at lr={best.lr:.3g} — {metric} "
+        f"{best.mean:.4g} ± {best.std:.2g} over {len(best.values)} runs"
+        + (f" ({len(folds)} folds)" if len(folds) > 1 else "")
+        + "."
+    )
+    close = [
+        s
+        for s in order
+        if s.schedule == best.schedule
+        and s.optimizer == best.optimizer
+        and abs(s.mean - best.mean) <= max(best.std, 1e-12)
+    ]
+    if len(close) > 1:
+        lo, hi = min(s.lr for s in close), max(s.lr for s in close)
+        text += (
+            f" LRs from {lo:.3g} to {hi:.3g} are within one standard deviation of it: the "
+            "choice is robust across that range."
+        )
+    else:
+        text += " No other LR comes within one standard deviation: the choice is sharp."
+    return text
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def parallel_figure(records: list[RunRecord], metric: str) -> Any:
+    import plotly.graph_objects as go
+
+    def categorical(values: list[Any], label: str) -> dict[str, Any]:
+        levels = sorted({str(v) for v in values})
+        index = {v: i for i, v in enumerate(levels)}
+        return {
+            "label": label,
+            "values": [index[str(v)] for v in values],
+            "tickvals": list(range(len(levels))),
+            "ticktext": levels,
+        }
+
+    cfgs = [r.config for r in records]
+    values = [value_of(r, metric) for r in records]
+    finite = [v for v in values if math.isfinite(v)]
+    worst = (min(finite) if metric in HIGHER_IS_BETTER else max(finite)) if finite else 0.0
+    shown = [v if math.isfinite(v) else worst for v in values]
+    dims = [
+        {"label": "log10 lr", "values": [math.log10(c["lr"]) for c in cfgs]},
+        categorical([c["schedule"] for c in cfgs], "schedule"),
+        categorical([c["optimizer"] for c in cfgs], "optimizer"),
+        categorical([c["seed"] for c in cfgs], "seed"),
+        categorical([fold_name(c["fold"]) for c in cfgs], "fold"),
+        {
+            "label": "diverged",
+            "values": [int(not math.isfinite(v)) for v in values],
+            "tickvals": [0, 1],
+            "ticktext": ["no", "yes"],
+        },
+        {"label": metric, "values": shown},
+    ]
+    fig = go.Figure(
+        go.Parcoords(
+            line={
+                "color": shown,
+                "colorscale": "Viridis",
+                "showscale": True,
+                "reversescale": metric not in HIGHER_IS_BETTER,
+            },
+            dimensions=dims,
+        )
+    )
+    fig.update_layout(height=460, margin={"t": 80})
+    return fig
+
+
+def sensitivity_figure(summaries: list[ConfigSummary], metric: str) -> Any:
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    fig = go.Figure()
+    lines: dict[tuple[str, str], list[ConfigSummary]] = defaultdict(list)
+    for s in summaries:
+        lines[(s.schedule, s.optimizer)].append(s)
+    best = ranked(summaries, metric)
+    for i, ((schedule, optimizer), group) in enumerate(sorted(lines.items())):
+        color = qualitative.Plotly[i % len(qualitative.Plotly)]
+        group = sorted(group, key=lambda s: s.lr)
+        ok = [s for s in group if s.values]
+        name = f"{schedule} · {optimizer}"
+        if ok:
+            xs = [s.lr for s in ok]
+            fig.add_trace(
+                go.Scatter(
+                    x=xs + xs[::-1],
+                    y=[max(s.values) for s in ok] + [min(s.values) for s in ok][::-1],
+                    fill="toself",
+                    fillcolor=color,
+                    opacity=0.18,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=name,
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=[s.mean for s in ok],
+                    name=name,
+                    legendgroup=name,
+                    mode="lines+markers",
+                    line={"color": color},
+                    customdata=[[s.std, len(s.values)] for s in ok],
+                    hovertemplate="lr %{x:.3g}<br>mean %{y:.4g} ± %{customdata[0]:.2g}"
+                    "<br>%{customdata[1]} runs<extra>" + name + "</extra>",
+                )
+            )
+        bad = [s for s in group if s.diverged + s.failed]
+        if bad and ok:
+            floor = (
+                min(min(s.values) for s in ok)
+                if metric in HIGHER_IS_BETTER
+                else max(max(s.values) for s in ok)
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[s.lr for s in bad],
+                    y=[floor] * len(bad),
+                    mode="markers",
+                    legendgroup=name,
+                    marker={"symbol": "x", "size": 11, "color": color},
+                    name=f"{name}: diverged",
+                    text=[f"{s.diverged} diverged, {s.failed} failed of {s.runs}" for s in bad],
+                )
+            )
+    if best:
+        b = best[0]
+        fig.add_trace(
+            go.Scatter(
+                x=[b.lr],
+                y=[b.mean],
+                mode="markers",
+                name=f"best: {b.label}",
+                marker={
+                    "symbol": "star",
+                    "size": 18,
+                    "color": "gold",
+                    "line": {"color": "black", "width": 1},
+                },
+            )
+        )
+    fig.update_layout(
+        title=f"LR sensitivity: final {metric} vs LR (mean, band = min…max over seeds/folds)",
+        xaxis={"type": "log", "title": "learning rate"},
+        yaxis={"title": metric},
+        height=460,
+    )
+    return fig
+
+
+def curves_figure(store: Store, top: list[tuple[str, str]]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run_id, label in top:
+        epochs = store.metrics(run_id, "epoch")
+        if "val_loss" in epochs:
+            ys = epochs["val_loss"]
+            fig.add_trace(
+                go.Scatter(x=list(range(1, len(ys) + 1)), y=ys, name=label, mode="lines+markers")
+            )
+    fig.update_layout(
+        title="validation loss of the top runs",
+        xaxis={"title": "epoch"},
+        yaxis={"title": "val loss", "type": "log"},
+        height=400,
+    )
+    return fig
+
+
+def write_pngs(directory: Path, summaries: list[ConfigSummary], metric: str) -> None:
+    """sensitivity.png: the same LR-sensitivity figure with matplotlib, for papers."""
+    from lrkit._plot import new_axes, save
+
+    fig, ax = new_axes(None)
+    lines: dict[tuple[str, str], list[ConfigSummary]] = defaultdict(list)
+    for s in summaries:
+        lines[(s.schedule, s.optimizer)].append(s)
+    for (schedule, optimizer), group in sorted(lines.items()):
+        ok = sorted((s for s in group if s.values), key=lambda s: s.lr)
+        if not ok:
+            continue
+        xs = [s.lr for s in ok]
+        (line,) = ax.plot(xs, [s.mean for s in ok], "o-", label=f"{schedule} · {optimizer}")
+        ax.fill_between(
+            xs,
+            [min(s.values) for s in ok],
+            [max(s.values) for s in ok],
+            color=line.get_color(),
+            alpha=0.18,
+            lw=0,
+        )
+    best = ranked(summaries, metric)
+    if best:
+        ax.plot(
+            [best[0].lr],
+            [best[0].mean],
+            "*",
+            ms=16,
+            color="gold",
+            mec="black",
+            label=f"best: {best[0].label}",
+        )
+    ax.set(
+        xscale="log",
+        xlabel="learning rate",
+        ylabel=f"final {metric}",
+        title="LR sensitivity (band: min…max over seeds/folds)",
+    )
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    save(fig, directory / "sensitivity.png")
+
+
+def write_sweep_report(store: Store, sweep: str, path: str | Path) -> Path:
+    """Build the report of ``sweep`` from ``store`` and write it (and its PNGs)."""
+    path = Path(path)
+    records = store.runs(sweep)
+    spec = store.spec(sweep)
+    metric = pick_metric(records)
+    summaries = summarize(records, metric)
+    order = ranked(summaries, metric)
+    done = sum(r.status == "done" for r in records)
+    page = Page(
+        title=f"lrkit sweep “{sweep}” on {spec['task']}",
+        subtitle=(
+            f"{len(records)} runs ({done} done, {sum(r.diverged for r in records)} diverged, "
+            f"{sum(r.status == 'failed' for r in records)} failed); {spec['epochs']} epochs "
+            f"each; metric: final {metric}."
+        ),
+    )
+    page.heading("Verdict")
+    page.text(verdict(summaries, metric))
+    page.heading("Parallel coordinates")
+    page.figure(parallel_figure(records, metric))
+    page.heading("LR sensitivity")
+    page.figure(sensitivity_figure(summaries, metric))
+    folds = sorted({f for s in summaries for f in s.by_fold})
+    page.heading("Best configurations, per fold")
+    rows = []
+    for s in order[:8]:
+        cells = [f"{statistics.fmean(s.by_fold[f]):.4g}" if f in s.by_fold else "—" for f in folds]
+        rows.append([s.label, *cells, f"{s.mean:.4g} ± {s.std:.2g}", f"{len(s.values)}/{s.runs}"])
+    page.table(
+        ["configuration", *folds, "mean ± std", "finished"], rows, ["best"] + [""] * (len(rows) - 1)
+    )
+    best_runs = sorted(
+        (r for r in records if math.isfinite(value_of(r, metric))),
+        key=lambda r: value_of(r, metric) * (-1 if metric in HIGHER_IS_BETTER else 1),
+    )[:5]
+    top = [
+        (
+            r.id,
+            f"{r.config['schedule']} · {r.config['optimizer']} · lr={r.config['lr']:.3g}"
+            f" · seed {r.config['seed']} · {fold_name(r.config['fold'])}",
+        )
+        for r in best_runs
+    ]
+    page.heading("Loss curves of the top runs")
+    page.figure(curves_figure(store, top))
+    failures = [r for r in records if r.status == "failed"]
+    if failures:
+        page.heading("Failed runs")
+        page.table(
+            ["run", "config", "error"],
+            [
+                [r.id, f"lr={r.config['lr']:.3g} {r.config['schedule']}", (r.error or "")[:200]]
+                for r in failures
+            ],
+        )
+    write_pngs(path.parent, summaries, metric)
+    return page.write(path)

@@ -1,0 +1,188 @@
+"""The grid of a sweep: LRs × schedules × optimizers × seeds × folds, expanded deterministically.
+
+Every run's config is plain data with a stable id (a hash of the config), so the same spec
+never runs the same config twice, however often it is started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from lrkit.schedules import for_run
+from lrkit.tasks import OPTIMIZERS, TASKS, Task
+
+__all__ = ["RunConfig", "SweepSpec", "logspace", "resolve_task"]
+
+
+def logspace(lo: float, hi: float, n: int) -> list[float]:
+    """``n`` LRs spaced evenly in log from ``lo`` to ``hi`` (both included)."""
+    if not (0 < lo < hi) or n < 2:
+        raise ValueError(f"logspace needs 0 < lo < hi and n >= 2 (got {lo}, {hi}, {n})")
+    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of a sweep: plain data, hashed into a stable ``id``."""
+
+    task: str
+    lr: float
+    schedule: str
+    optimizer: str
+    seed: int
+    fold: int | None
+    n_folds: int
+    epochs: int
+    data_dir: str | None = None
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SweepSpec:
+    """What to sweep. ``lrs``: a list, or ``"around-finder"`` / ``"around-finder:N"`` (run
+    the finder, then N points from suggestion/10 to suggestion×3). ``folds``: ``None`` (the
+    task's own split), an int ``n`` (all n folds), or a list of fold indices of ``n_folds``."""
+
+    task: str
+    lrs: Sequence[float] | str
+    epochs: int
+    schedules: Sequence[str] = ("constant",)
+    optimizers: Sequence[str] = ("sgd",)
+    seeds: Sequence[int] = (0,)
+    folds: int | Sequence[int] | None = None
+    n_folds: int = 5
+    data_dir: str | None = None
+    name: str = "sweep"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every mistake found before anything runs, each named with its fix."""
+        if not isinstance(self.task, str) or not (self.task in TASKS or ":" in self.task):
+            raise ValueError(
+                f"unknown task {self.task!r}; built-in tasks: {', '.join(sorted(TASKS))}, or "
+                "'module.path:function'"
+            )
+        if isinstance(self.lrs, str):
+            if not self.lrs.startswith("around-finder"):
+                raise ValueError(
+                    f"lrs must be a list of LRs or 'around-finder[:N]' (got {self.lrs!r})"
+                )
+            self.finder_points()
+        else:
+            if not self.lrs:
+                raise ValueError("lrs is empty: give at least one LR, e.g. logspace(1e-4, 1, 9)")
+            for lr in self.lrs:
+                if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                    raise ValueError(f"every LR must be a finite number > 0 (got {lr!r})")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1 (got {self.epochs!r})")
+        for name, values in (("schedules", self.schedules), ("optimizers", self.optimizers),
+                             ("seeds", self.seeds)):  # fmt: skip
+            if isinstance(values, str) or not values:
+                raise ValueError(f"{name} must be a non-empty list (got {values!r})")
+        for opt in self.optimizers:
+            if opt not in OPTIMIZERS:
+                raise ValueError(f"unknown optimizer {opt!r}; valid: {', '.join(OPTIMIZERS)}")
+        for sched in self.schedules:
+            for_run(sched, 0.1, 100)  # raises with the valid names for a bad spec
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"seeds must be integers (got {seed!r})")
+        for fold in self.fold_list():
+            if fold is not None and not 0 <= fold < self.n_folds:
+                raise ValueError(f"fold {fold} is outside 0..{self.n_folds - 1} (n_folds)")
+
+    def finder_points(self) -> int:
+        assert isinstance(self.lrs, str)
+        _, _, n = self.lrs.partition(":")
+        try:
+            points = int(n) if n else 7
+        except ValueError:
+            raise ValueError(f"around-finder:N needs an integer N (got {n!r})") from None
+        if points < 2:
+            raise ValueError(f"around-finder:N needs N >= 2 (got {points})")
+        return points
+
+    def fold_list(self) -> list[int | None]:
+        if self.folds is None:
+            return [None]
+        if isinstance(self.folds, int) and not isinstance(self.folds, bool):
+            if self.folds < 2:
+                raise ValueError(f"folds must be >= 2 when an int (got {self.folds})")
+            self.n_folds = self.folds
+            return list(range(self.folds))
+        return [int(f) for f in self.folds]  # type: ignore[union-attr]
+
+    def expand(self, lrs: Sequence[float] | None = None) -> list[RunConfig]:
+        """The runs, in a fixed order (LR, schedule, optimizer, seed, fold), without repeats."""
+        if lrs is None:
+            if isinstance(self.lrs, str):
+                raise ValueError("resolve 'around-finder' first (sweep() runs the finder)")
+            lrs = self.lrs
+        seen: dict[str, RunConfig] = {}
+        for lr, sched, opt, seed, fold in itertools.product(
+            lrs, self.schedules, self.optimizers, self.seeds, self.fold_list()
+        ):
+            cfg = RunConfig(self.task, float(lr), sched, opt, int(seed), fold, self.n_folds,
+                            self.epochs, self.data_dir)  # fmt: skip
+            seen.setdefault(cfg.id, cfg)
+        return list(seen.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("lrs", "schedules", "optimizers", "seeds", "folds"):
+            if isinstance(out[key], tuple):
+                out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> SweepSpec:
+        """A spec from a TOML file with the same fields (``lrs = {logspace = [1e-4, 1, 9]}``)."""
+        data = tomllib.loads(Path(path).read_text())
+        return cls.from_mapping(data, default_name=Path(path).stem)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], default_name: str = "sweep") -> SweepSpec:
+        data = dict(data)
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown sweep fields {unknown}; valid: {', '.join(sorted(known))}")
+        for key in ("task", "lrs", "epochs"):
+            if key not in data:
+                raise ValueError(f"the sweep spec needs {key!r}")
+        lrs = data["lrs"]
+        if isinstance(lrs, Mapping):
+            if set(lrs) != {"logspace"} or len(lrs["logspace"]) != 3:
+                raise ValueError("lrs as a table must be {logspace = [lo, hi, n]}")
+            lo, hi, n = lrs["logspace"]
+            data["lrs"] = logspace(float(lo), float(hi), int(n))
+        data.setdefault("name", default_name)
+        return cls(**data)
+
+
+def resolve_task(config: RunConfig) -> Task:
+    """The Task of a run: the named task, on the run's fold when it has one."""
+    from lrkit.tasks import get_task
+
+    return get_task(config.task, data_dir=config.data_dir, fold=config.fold,
+                    n_folds=config.n_folds, seed=0)  # fmt: skip
