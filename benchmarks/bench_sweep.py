@@ -31,8 +31,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for executor in ("serial", "processes", "ray"):
                 started = time.perf_counter()
-                res = lrkit.sweep(task, executor=executor, workers=args.workers,
-                                  store=Path(tmp) / executor, **grid)  # type: ignore[arg-type]
+                res = lrkit.sweep(
+                    task,
+                    executor=executor,
+                    workers=args.workers,
+                    store=Path(tmp) / executor,
+                    **grid,
+                )  # type: ignore[arg-type]
                 times[executor] = time.perf_counter() - started
                 assert res.ran == 12 and not res.failures
         for executor, seconds in times.items():

@@ -15,6 +15,7 @@ def test_public_names_are_pinned() -> None:
             "Task",
             "find_lr",
             "fit",
+            "fit_many",
             "get_task",
             "logspace",
             "plot_schedule",

@@ -251,3 +251,26 @@ def test_cli_sweep_runs_ls_show_and_report(tmp_path: Path) -> None:
     result = runner.invoke(app, ["sweep", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "no sweep spec" in result.output
     assert json.loads(json.dumps(Store(store).spec("mini")))["task"] == "digits-mlp"
+
+
+def test_vectorized_executor_matches_serial_within_float32_noise(tmp_path: Path) -> None:
+    grid = {"lrs": [0.01, 0.03, 0.1], "seeds": [0, 1], "schedules": ["one_cycle"],
+            "progress": False, "report": False, "epochs": 2, "task": "digits-mlp"}  # fmt: skip
+    serial = sweep(store=tmp_path / "serial", **grid)  # type: ignore[arg-type]
+    vec = sweep(store=tmp_path / "vec", executor="vectorized", **grid)  # type: ignore[arg-type]
+    ref = {(r.config["lr"], r.config["seed"]): r for r in serial.runs}
+    got = {(r.config["lr"], r.config["seed"]): r for r in vec.runs}
+    assert ref.keys() == got.keys()
+    for key, r in ref.items():
+        assert got[key].status == "done" and got[key].diverged == r.diverged
+        a, b = got[key].summary["final"], r.summary["final"]
+        for metric in b:
+            assert a[metric] == pytest.approx(b[metric], rel=2e-3, abs=2e-3), (key, metric)
+
+
+def test_auto_picks_serial_on_this_small_cpu_machine() -> None:
+    from lrkit.sweeps.executors import choose
+
+    configs = SweepSpec(lrs=[0.1, 0.2], **TINY).expand()
+    expected = "vectorized" if torch.cuda.is_available() else "serial"
+    assert choose("auto", configs, workers=2) == expected

@@ -18,6 +18,7 @@ from lrkit.sweeps import logspace, sweep
 from lrkit.tasks import Task, get_task
 from lrkit.torch_sched import ScheduleLR, to_torch
 from lrkit.train import History, fit
+from lrkit.vectorized import fit_many
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,6 +32,7 @@ __all__ = [
     "Task",
     "find_lr",
     "fit",
+    "fit_many",
     "get_task",
     "logspace",
     "plot_schedule",

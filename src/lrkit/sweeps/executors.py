@@ -14,7 +14,7 @@ from typing import Any
 from lrkit.sweeps.run import run_config
 from lrkit.sweeps.spec import RunConfig
 
-EXECUTORS = ("serial", "processes", "ray")
+EXECUTORS = ("serial", "processes", "ray", "vectorized", "auto")
 Outcome = tuple[str, dict[str, Any] | BaseException]
 
 
@@ -73,9 +73,86 @@ def ray(
             ray_module.shutdown()
 
 
+def _group_key(cfg: RunConfig) -> tuple[Any, ...]:
+    """Runs that can share one vectorized pass: same model, data, optimizer and schedule."""
+    return (cfg.task, cfg.data_dir, cfg.fold, cfg.n_folds, cfg.optimizer, cfg.schedule,
+            cfg.epochs)  # fmt: skip
+
+
+def max_members_for(model: Any, device: Any, cap: int = 64) -> int:
+    """How many members to train at once: all up to ``cap`` on a CPU; on CUDA, what fits in
+    half the free memory at ~8× the parameter bytes plus 32 MB of activations each."""
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda":
+        return cap
+    free, _ = torch.cuda.mem_get_info(device)
+    per_member = 8 * sum(p.numel() * p.element_size() for p in model.parameters()) + (32 << 20)
+    return max(1, min(cap, int(0.5 * free // per_member)))
+
+
+def vectorized(configs: Sequence[RunConfig], max_members: int | None = None) -> Iterator[Outcome]:
+    """Groups of runs that differ only in LR and seed, trained together with ``fit_many``.
+
+    Each member keeps its own seed's initial weights and data order, so results equal the
+    serial executor's up to floating-point rounding. On CUDA when available, else the CPU.
+    """
+    import socket
+
+    import torch
+
+    from lrkit.sweeps.run import task_for
+    from lrkit.vectorized import fit_many
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    groups: dict[tuple[Any, ...], list[RunConfig]] = {}
+    for cfg in configs:
+        groups.setdefault(_group_key(cfg), []).append(cfg)
+    for members in groups.values():
+        task = task_for(members[0])
+        size = max_members or max_members_for(task.make_model(0), device)
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            first = chunk[0]
+            kwargs = task.optimizer_kwargs if first.optimizer == task.optimizer else {}
+            try:
+                histories = fit_many(
+                    task.make_model, None, task.criterion,
+                    member_loaders=[task.train_loader(c.seed) for c in chunk],
+                    optimizer=first.optimizer, lrs=[c.lr for c in chunk],
+                    seeds=[c.seed for c in chunk], epochs=first.epochs, schedule=first.schedule,
+                    val_loader=task.val_loader(), metrics=(task.metric,), device=device,
+                    progress=False, **kwargs,
+                )  # fmt: skip
+            except Exception as exc:
+                for cfg in chunk:
+                    yield cfg.id, exc
+                continue
+            for cfg, history in zip(chunk, histories, strict=True):
+                yield cfg.id, {"id": cfg.id, "history": history.to_dict(),
+                               "host": socket.gethostname()}  # fmt: skip
+
+
+def choose(executor: str, configs: Sequence[RunConfig], workers: int | None) -> str:
+    """``auto``: vectorized on CUDA; on a CPU, processes when there are cores and runs enough
+    to pay for starting workers (about 2 s each, measured in benchmarks/bench_sweep.py),
+    else serial."""
+    if executor != "auto":
+        return executor
+    import torch
+
+    if torch.cuda.is_available():
+        return "vectorized"
+    cores = workers or os.cpu_count() or 1
+    return "processes" if cores >= 4 and len(configs) >= 2 * cores else "serial"
+
+
 def execute(
     executor: str, configs: Sequence[RunConfig], workers: int | None, address: str | None
 ) -> Iterator[Outcome]:
+    executor = choose(executor, configs, workers)
+    if executor == "vectorized":
+        return vectorized(configs)
     if executor == "serial":
         return serial(configs)
     if executor == "processes":

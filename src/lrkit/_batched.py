@@ -1,0 +1,189 @@
+"""Batched optimizers on stacked parameters: the core of the vectorized trainer and finder.
+
+``VectorizedOptimizer`` updates K members' parameters ``{name: [K, ...]}`` with torch.optim's
+update rules (SGD, Adam, AdamW, NAdam; same defaults, same bias corrections), each member
+with its own LR and a mask that freezes diverged members. Depends on torch only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DEFAULTS", "VectorizedOptimizer", "check_vectorizable", "from_torch_optimizer"]
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False},
+    "adam": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2},
+    "nadam": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "momentum_decay": 4e-3},
+}
+
+
+class VectorizedOptimizer:
+    """SGD (momentum, dampening, nesterov, weight decay), Adam, AdamW or NAdam on stacked
+    parameters ``{name: [K, ...]}``, with a per-member LR and a mask of members to update.
+
+    Members are updated in lock step, so every active member has taken the same number of
+    steps: the bias corrections are the same Python floats torch computes. Inactive
+    (diverged) members keep their parameters and state untouched.
+    """
+
+    def __init__(self, name: str, params: dict[str, Tensor], **kwargs: Any) -> None:
+        if name not in DEFAULTS:
+            raise ValueError(f"optimizer must be one of {', '.join(DEFAULTS)} (got {name!r})")
+        unknown = sorted(set(kwargs) - set(DEFAULTS[name]))
+        if unknown:
+            raise ValueError(
+                f"{name} takes {', '.join(DEFAULTS[name])} (torch.optim's names); "
+                f"unknown: {', '.join(unknown)}"
+            )
+        self.name = name
+        self.options = DEFAULTS[name] | kwargs
+        if (
+            name == "sgd"
+            and self.options["nesterov"]
+            and (self.options["momentum"] <= 0 or self.options["dampening"] != 0)
+        ):
+            raise ValueError(
+                "nesterov needs momentum > 0 and dampening = 0 (as in torch.optim.SGD)"
+            )
+        self.params = params
+        self.state: dict[str, dict[str, Tensor]] = {k: {} for k in params}
+        self.steps = 0
+        # NAdam keeps its running product of momenta in float32, as torch does.
+        self.mu_product = torch.ones((), dtype=torch.float32)
+
+    @staticmethod
+    def _per_member(values: Tensor, like: Tensor) -> Tensor:
+        return values.to(like.dtype).reshape((-1,) + (1,) * (like.dim() - 1))
+
+    @torch.no_grad()
+    def step(
+        self,
+        grads: dict[str, Tensor],
+        lr: Tensor,
+        active: Tensor,
+        momentum: float | None = None,
+    ) -> None:
+        """One update of every active member; ``momentum`` overrides SGD's momentum or
+        Adam's beta1 for this step (as a one-cycle or cyclic momentum schedule does)."""
+        self.steps += 1
+        o = self.options
+        if self.name == "nadam":
+            beta1 = o["betas"][0] if momentum is None else momentum
+            mu = beta1 * (1.0 - 0.5 * (0.96 ** (self.steps * o["momentum_decay"])))
+            mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((self.steps + 1) * o["momentum_decay"])))
+            self.mu_product *= mu
+            mu_product = float(self.mu_product)
+        for name, p in self.params.items():
+            g = grads[name]
+            keep = self._per_member(active, p).bool()
+            lr_k = self._per_member(lr, p)
+            state = self.state[name]
+            if self.name == "sgd":
+                new_p = self._sgd(p, g, lr_k, state, keep, momentum)
+            elif self.name == "nadam":
+                new_p = self._nadam(p, g, lr_k, state, keep, mu, mu_next, mu_product)
+            else:
+                new_p = self._adam(p, g, lr_k, state, keep, momentum)
+            p.copy_(torch.where(keep, new_p, p))
+
+    def _keep(self, state: dict[str, Tensor], key: str, new: Tensor, keep: Tensor) -> None:
+        state[key] = new if key not in state else torch.where(keep, new, state[key])
+
+    def _sgd(
+        self, p: Tensor, g: Tensor, lr: Tensor, state: dict[str, Tensor], keep: Tensor,
+        momentum: float | None,
+    ) -> Tensor:  # fmt: skip
+        o = self.options
+        m = o["momentum"] if momentum is None else momentum
+        if o["weight_decay"]:
+            g = g + o["weight_decay"] * p
+        if m != 0:
+            if "momentum_buffer" not in state:
+                buf = g.clone()
+            else:
+                buf = state["momentum_buffer"] * m + (1 - o["dampening"]) * g
+            self._keep(state, "momentum_buffer", buf, keep)
+            g = g + m * buf if o["nesterov"] else buf
+        return p - lr * g
+
+    def _adam(
+        self, p: Tensor, g: Tensor, lr: Tensor, state: dict[str, Tensor], keep: Tensor,
+        momentum: float | None,
+    ) -> Tensor:  # fmt: skip
+        o = self.options
+        beta1 = o["betas"][0] if momentum is None else momentum
+        beta2 = o["betas"][1]
+        if o["weight_decay"]:
+            if self.name == "adamw":
+                p = p * (1 - lr * o["weight_decay"])
+            else:
+                g = g + o["weight_decay"] * p
+        exp_avg = state.get("exp_avg", torch.zeros_like(p))
+        exp_avg_sq = state.get("exp_avg_sq", torch.zeros_like(p))
+        exp_avg = exp_avg.lerp(g, 1 - beta1)
+        exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * g * g
+        self._keep(state, "exp_avg", exp_avg, keep)
+        self._keep(state, "exp_avg_sq", exp_avg_sq, keep)
+        bias1 = 1 - beta1**self.steps
+        bias2_sqrt = (1 - beta2**self.steps) ** 0.5
+        denom = exp_avg_sq.sqrt() / bias2_sqrt + o["eps"]
+        updated: Tensor = p - (lr / bias1) * exp_avg / denom
+        return updated
+
+    def _nadam(
+        self, p: Tensor, g: Tensor, lr: Tensor, state: dict[str, Tensor], keep: Tensor,
+        mu: float, mu_next: float, mu_product: float,
+    ) -> Tensor:  # fmt: skip
+        o = self.options
+        beta1, beta2 = o["betas"]
+        if o["weight_decay"]:
+            g = g + o["weight_decay"] * p
+        exp_avg = state.get("exp_avg", torch.zeros_like(p)).lerp(g, 1 - beta1)
+        exp_avg_sq = state.get("exp_avg_sq", torch.zeros_like(p)) * beta2 + (1 - beta2) * g * g
+        self._keep(state, "exp_avg", exp_avg, keep)
+        self._keep(state, "exp_avg_sq", exp_avg_sq, keep)
+        denom = (exp_avg_sq / (1 - beta2**self.steps)).sqrt() + o["eps"]
+        mu_product_next = mu_product * mu_next
+        p = p + (-lr * (1.0 - mu) / (1.0 - mu_product)) * g / denom
+        updated: Tensor = p + ((-lr * mu_next) / (1.0 - mu_product_next)) * exp_avg / denom
+        return updated
+
+
+def check_vectorizable(model: nn.Module) -> None:
+    """Refuse models whose training-mode behaviour vmap would get wrong or cannot batch."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            raise ValueError(
+                f"module {name or type(module).__name__!r} ({type(module).__name__}, p="
+                f"{module.p}) draws random numbers in training, which the vectorized trainer "
+                "cannot match to plain runs; use executor='serial' (or fit) for this model"
+            )
+
+
+TORCH_NAMES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "NAdam": "nadam"}
+
+
+def from_torch_optimizer(optimizer: torch.optim.Optimizer) -> tuple[str, dict[str, Any]]:
+    """The vectorized twin's name and options for a fresh single-group torch optimizer."""
+    kind = TORCH_NAMES.get(type(optimizer).__name__)
+    if kind is None:
+        raise ValueError(
+            f"vectorized=True supports SGD, Adam, AdamW and NAdam (got "
+            f"{type(optimizer).__name__}); pass vectorized=False"
+        )
+    if len(optimizer.param_groups) != 1:
+        raise ValueError("vectorized=True needs a single param group; pass vectorized=False")
+    if any(optimizer.state.values()):
+        raise ValueError(
+            "vectorized=True needs a fresh optimizer (it has state already); pass vectorized=False"
+        )
+    group = optimizer.param_groups[0]
+    options = {key: group[key] for key in DEFAULTS[kind] if key in group}
+    if isinstance(options.get("betas"), tuple):
+        options["betas"] = tuple(float(b) for b in options["betas"])
+    return kind, options
