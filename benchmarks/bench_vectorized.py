@@ -72,7 +72,8 @@ def measure(model: str, batch: int, k: int, steps: int, device: torch.device) ->
 
     def vectorized() -> None:
         fit_many(make, data, nn.CrossEntropyLoss(), lrs=lrs, seeds=list(range(k)), epochs=1,
-                 momentum=0.9, device=device, progress=False, metrics=(), strategy="vmap")  # fmt: skip
+                 momentum=0.9, device=device, progress=False, metrics=(),
+                 strategy="vmap")  # fmt: skip
 
     serial(1)
     vectorized()
