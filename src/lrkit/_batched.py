@@ -29,6 +29,10 @@ class VectorizedOptimizer:
     Members are updated in lock step, so every active member has taken the same number of
     steps: the bias corrections are the same Python floats torch computes. Inactive
     (diverged) members keep their parameters and state untouched.
+
+    All parameters live in one flat ``[K, P]`` buffer (``self.params`` are views into it), so
+    an update is a dozen whole-buffer operations, not a dozen per parameter tensor: on a GPU
+    the step is bound by kernel launches, and this cuts them by the number of tensors.
     """
 
     def __init__(self, name: str, params: dict[str, Tensor], **kwargs: Any) -> None:
@@ -50,15 +54,24 @@ class VectorizedOptimizer:
             raise ValueError(
                 "nesterov needs momentum > 0 and dampening = 0 (as in torch.optim.SGD)"
             )
-        self.params = params
-        self.state: dict[str, dict[str, Tensor]] = {k: {} for k in params}
+        self.state: dict[str, Tensor] = {}
         self.steps = 0
+        self.params: dict[str, Tensor] = {}
+        self.flat = torch.empty(0)
+        if params:
+            members = next(iter(params.values())).shape[0]
+            self.flat = torch.cat([v.detach().reshape(members, -1) for v in params.values()], 1)
+            offset = 0
+            for key, value in params.items():
+                size = value[0].numel()
+                piece = self.flat[:, offset : offset + size]
+                if value.dim() > 1:
+                    self.params[key] = piece.unflatten(1, value.shape[1:])  # type: ignore[no-untyped-call]
+                else:
+                    self.params[key] = piece.squeeze(1)
+                offset += size
         # NAdam keeps its running product of momenta in float32, as torch does.
         self.mu_product = torch.ones((), dtype=torch.float32)
-
-    @staticmethod
-    def _per_member(values: Tensor, like: Tensor) -> Tensor:
-        return values.to(like.dtype).reshape((-1,) + (1,) * (like.dim() - 1))
 
     @torch.no_grad()
     def step(
@@ -72,49 +85,45 @@ class VectorizedOptimizer:
         Adam's beta1 for this step (as a one-cycle or cyclic momentum schedule does)."""
         self.steps += 1
         o = self.options
-        if self.name == "nadam":
+        p = self.flat
+        members = p.shape[0]
+        g = torch.cat([grads[key].reshape(members, -1) for key in self.params], 1)
+        keep = active.reshape(members, 1)
+        lr_k = lr.to(p.dtype).reshape(members, 1)
+        if self.name == "sgd":
+            new_p = self._sgd(p, g, lr_k, keep, momentum)
+        elif self.name == "nadam":
             beta1 = o["betas"][0] if momentum is None else momentum
             mu = beta1 * (1.0 - 0.5 * (0.96 ** (self.steps * o["momentum_decay"])))
             mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((self.steps + 1) * o["momentum_decay"])))
             self.mu_product *= mu
-            mu_product = float(self.mu_product)
-        for name, p in self.params.items():
-            g = grads[name]
-            keep = self._per_member(active, p).bool()
-            lr_k = self._per_member(lr, p)
-            state = self.state[name]
-            if self.name == "sgd":
-                new_p = self._sgd(p, g, lr_k, state, keep, momentum)
-            elif self.name == "nadam":
-                new_p = self._nadam(p, g, lr_k, state, keep, mu, mu_next, mu_product)
-            else:
-                new_p = self._adam(p, g, lr_k, state, keep, momentum)
-            p.copy_(torch.where(keep, new_p, p))
+            new_p = self._nadam(p, g, lr_k, keep, mu, mu_next, float(self.mu_product))
+        else:
+            new_p = self._adam(p, g, lr_k, keep, momentum)
+        p.copy_(torch.where(keep, new_p, p))
 
-    def _keep(self, state: dict[str, Tensor], key: str, new: Tensor, keep: Tensor) -> None:
-        state[key] = new if key not in state else torch.where(keep, new, state[key])
+    def _keep(self, key: str, new: Tensor, keep: Tensor) -> None:
+        self.state[key] = new if key not in self.state else torch.where(keep, new, self.state[key])
 
     def _sgd(
-        self, p: Tensor, g: Tensor, lr: Tensor, state: dict[str, Tensor], keep: Tensor,
-        momentum: float | None,
-    ) -> Tensor:  # fmt: skip
+        self, p: Tensor, g: Tensor, lr: Tensor, keep: Tensor, momentum: float | None
+    ) -> Tensor:
         o = self.options
         m = o["momentum"] if momentum is None else momentum
         if o["weight_decay"]:
             g = g + o["weight_decay"] * p
         if m != 0:
-            if "momentum_buffer" not in state:
+            if "momentum_buffer" not in self.state:
                 buf = g.clone()
             else:
-                buf = state["momentum_buffer"] * m + (1 - o["dampening"]) * g
-            self._keep(state, "momentum_buffer", buf, keep)
+                buf = self.state["momentum_buffer"] * m + (1 - o["dampening"]) * g
+            self._keep("momentum_buffer", buf, keep)
             g = g + m * buf if o["nesterov"] else buf
         return p - lr * g
 
     def _adam(
-        self, p: Tensor, g: Tensor, lr: Tensor, state: dict[str, Tensor], keep: Tensor,
-        momentum: float | None,
-    ) -> Tensor:  # fmt: skip
+        self, p: Tensor, g: Tensor, lr: Tensor, keep: Tensor, momentum: float | None
+    ) -> Tensor:
         o = self.options
         beta1 = o["betas"][0] if momentum is None else momentum
         beta2 = o["betas"][1]
@@ -123,12 +132,12 @@ class VectorizedOptimizer:
                 p = p * (1 - lr * o["weight_decay"])
             else:
                 g = g + o["weight_decay"] * p
-        exp_avg = state.get("exp_avg", torch.zeros_like(p))
-        exp_avg_sq = state.get("exp_avg_sq", torch.zeros_like(p))
+        exp_avg = self.state.get("exp_avg", torch.zeros_like(p))
+        exp_avg_sq = self.state.get("exp_avg_sq", torch.zeros_like(p))
         exp_avg = exp_avg.lerp(g, 1 - beta1)
         exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * g * g
-        self._keep(state, "exp_avg", exp_avg, keep)
-        self._keep(state, "exp_avg_sq", exp_avg_sq, keep)
+        self._keep("exp_avg", exp_avg, keep)
+        self._keep("exp_avg_sq", exp_avg_sq, keep)
         bias1 = 1 - beta1**self.steps
         bias2_sqrt = (1 - beta2**self.steps) ** 0.5
         denom = exp_avg_sq.sqrt() / bias2_sqrt + o["eps"]
@@ -136,17 +145,17 @@ class VectorizedOptimizer:
         return updated
 
     def _nadam(
-        self, p: Tensor, g: Tensor, lr: Tensor, state: dict[str, Tensor], keep: Tensor,
-        mu: float, mu_next: float, mu_product: float,
+        self, p: Tensor, g: Tensor, lr: Tensor, keep: Tensor, mu: float, mu_next: float,
+        mu_product: float,
     ) -> Tensor:  # fmt: skip
         o = self.options
         beta1, beta2 = o["betas"]
         if o["weight_decay"]:
             g = g + o["weight_decay"] * p
-        exp_avg = state.get("exp_avg", torch.zeros_like(p)).lerp(g, 1 - beta1)
-        exp_avg_sq = state.get("exp_avg_sq", torch.zeros_like(p)) * beta2 + (1 - beta2) * g * g
-        self._keep(state, "exp_avg", exp_avg, keep)
-        self._keep(state, "exp_avg_sq", exp_avg_sq, keep)
+        exp_avg = self.state.get("exp_avg", torch.zeros_like(p)).lerp(g, 1 - beta1)
+        exp_avg_sq = self.state.get("exp_avg_sq", torch.zeros_like(p)) * beta2 + (1 - beta2) * g * g
+        self._keep("exp_avg", exp_avg, keep)
+        self._keep("exp_avg_sq", exp_avg_sq, keep)
         denom = (exp_avg_sq / (1 - beta2**self.steps)).sqrt() + o["eps"]
         mu_product_next = mu_product * mu_next
         p = p + (-lr * (1.0 - mu) / (1.0 - mu_product)) * g / denom

@@ -440,6 +440,7 @@ def _run_vectorized(
     params = {k: v.detach() for k, v in stacked.items() if k in trainable}
     fixed = {k: v.detach() for k, v in stacked.items() if k not in trainable}
     opt = VectorizedOptimizer(kind, params, **options)
+    params = opt.params  # views into the optimizer's flat buffer
     wrapper = _StepModule(copy.deepcopy(model).to("meta"), step)
 
     def member_loss(

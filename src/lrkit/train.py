@@ -58,6 +58,7 @@ class History:
     step_loss: list[float] = field(default_factory=list)
     epochs: list[dict[str, float]] = field(default_factory=list)
     wall_s: float = 0.0
+    epoch_wall_s: list[float] = field(default_factory=list)
     stopped_early: bool = False
     stop_reason: str = "completed"
     diverged: bool = False
@@ -256,6 +257,7 @@ def fit(
                 if takes_reports and isinstance(scheduler, ScheduleLR):
                     scheduler.report(summary["val_loss"])
             history.epochs.append(summary)
+            history.epoch_wall_s.append(time.perf_counter() - started)
             stop = next((cb for cb in callbacks if cb(history)), None)
             if stop is not None:
                 history.stopped_early = True
