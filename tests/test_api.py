@@ -8,21 +8,27 @@ import lrkit
 def test_public_names_are_pinned() -> None:
     assert sorted(lrkit.__all__) == sorted(
         [
+            "FineTuneResult",
             "FinderResult",
             "History",
             "ReduceOnPlateau",
             "ScheduleLR",
             "Task",
+            "describe_groups",
             "find_lr",
+            "fine_tune",
             "fit",
             "fit_many",
+            "freeze",
             "get_task",
             "logspace",
+            "param_groups",
             "plot_schedule",
             "schedules",
             "suggest",
             "sweep",
             "to_torch",
+            "unfreeze",
         ]
     )
     for name in lrkit.__all__:

@@ -103,3 +103,26 @@ def test_every_command_has_help() -> None:
     for command in ([], ["find"], ["train"], ["schedule"], ["demo"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_finetune_from_a_checkpoint_with_a_new_head(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    from lrkit.tasks import get_task
+
+    pretrained = get_task("digits-mlp").make_model(7)
+    pretrained[4] = nn.Linear(128, 5)  # another task's head: a different shape
+    ckpt = tmp_path / "pre.pt"
+    torch.save({"state_dict": pretrained.state_dict()}, ckpt)
+    result = runner.invoke(
+        app,
+        ["finetune", "digits-mlp", "--pretrained", str(ckpt), "--epochs", "1",
+         "--freeze-epochs", "1", "-o", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "loaded 4 tensors" in result.output and "4.weight" in result.output
+    assert "all epoch 1" in result.output
+    assert (tmp_path / "finetune_history.json").is_file()
+    result = runner.invoke(app, ["finetune", "digits-mlp", "--pretrained", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "no checkpoint" in result.output

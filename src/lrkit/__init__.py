@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from lrkit import schedules, suggest
 from lrkit.finder import FinderResult, find_lr
+from lrkit.finetune import FineTuneResult, fine_tune
+from lrkit.groups import describe_groups, freeze, param_groups, unfreeze
 from lrkit.plateau import ReduceOnPlateau
 from lrkit.sweeps import logspace, sweep
 from lrkit.tasks import Task, get_task
@@ -26,20 +28,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FinderResult",
+    "FineTuneResult",
     "History",
     "ReduceOnPlateau",
     "ScheduleLR",
     "Task",
+    "describe_groups",
     "find_lr",
+    "fine_tune",
     "fit",
     "fit_many",
+    "freeze",
     "get_task",
     "logspace",
+    "param_groups",
     "plot_schedule",
     "schedules",
     "suggest",
     "sweep",
     "to_torch",
+    "unfreeze",
 ]
 __version__ = "0.1.0"
 

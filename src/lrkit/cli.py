@@ -250,6 +250,75 @@ def demo(
     )
 
 
+def load_pretrained(model: Any, path: Path) -> tuple[list[str], list[str]]:
+    """Copy the checkpoint's tensors whose names and shapes match into ``model``.
+
+    Returns (loaded, skipped) names: a head of another shape is skipped and stays new.
+    """
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict (got {type(state).__name__})")
+    own = model.state_dict()
+    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    skipped = [k for k in own if k not in loaded]
+    if not loaded:
+        raise ValueError(f"no tensor of {path} matches the model's names and shapes")
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return loaded, skipped
+
+
+@app.command()
+def finetune(
+    task: TaskArg,
+    pretrained: Annotated[Path, typer.Option(help="Checkpoint (a state dict) to start from.")],
+    epochs: Annotated[int, typer.Option(help="Epochs with everything unfrozen.")] = 3,
+    freeze_epochs: Annotated[int, typer.Option(help="Epochs on the head alone first.")] = 1,
+    lr: Annotated[float | None, typer.Option(help="Base LR (default: run the finder).")] = None,
+    lr_mult: Annotated[float, typer.Option(help="Last/first group LR ratio.")] = 100.0,
+    groups: Annotated[int | None, typer.Option(help="Merge into this many groups.")] = None,
+    seed: Seed = 0,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path(
+        "lrkit-out"
+    ),
+    data_dir: DataDir = None,
+) -> None:
+    """Fine-tune TASK's model from CHECKPOINT: head first, then everything (discriminative)."""
+    from lrkit.finetune import fine_tune
+    from lrkit.tasks import get_task
+
+    try:
+        t = get_task(task, data_dir=data_dir)
+        model = t.make_model(seed)
+        loaded, skipped = load_pretrained(model, pretrained)
+        result = fine_tune(
+            model, t.train_loader(seed), t.criterion, epochs=epochs, freeze_epochs=freeze_epochs,
+            base_lr=lr, lr_mult=lr_mult, val_loader=t.val_loader(), groups=groups,
+            optimizer=t.optimizer, optimizer_kwargs=t.optimizer_kwargs, metrics=(t.metric,),
+            seed=seed,
+        )  # fmt: skip
+    except USER_ERRORS as exc:
+        _fail(exc)
+        return
+    new = ", ".join(skipped) or "—"
+    console.print(f"loaded {len(loaded)} tensors from {pretrained}; new: {new}", markup=False)
+    spread = ", ".join(f"{x:.2g}" for x in result.full_lrs)
+    console.print(f"head: lr {result.head_lr:.3g}; all: lrs {spread}")
+    for stage, history in (("head", result.head_history), ("all", result.full_history)):
+        for row in history.epochs:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+            console.print(f"{stage} epoch {row['epoch']}: {shown}")
+    output.mkdir(parents=True, exist_ok=True)
+    result.full_history.save(output / "finetune_history.json")
+    console.print(f"wrote {output / 'finetune_history.json'}")
+
+
 @app.command("sweep")
 def sweep_command(
     spec: Annotated[Path, typer.Argument(help="A TOML file with the sweep's fields.")],

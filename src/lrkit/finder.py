@@ -77,6 +77,7 @@ class FinderResult:
     spread: dict[str, float] = field(default_factory=dict)
     per_run: dict[str, list[float | None]] = field(default_factory=dict)
     group_ratios: list[float] = field(default_factory=lambda: [1.0])
+    group: int | None = None
     num_steps: int = 0
     elapsed_s: float = 0.0
 
@@ -120,9 +121,12 @@ class FinderResult:
 
     @property
     def group_suggestions(self) -> list[float] | None:
-        """The suggestion for each param group, keeping the optimizer's LR ratios."""
+        """The suggestion for each param group, keeping the optimizer's LR ratios (``None``
+        after ``find_lr(group=i)``, which suggests for group ``i`` alone)."""
         lr = self.suggestion
-        return None if lr is None else [lr * r for r in self.group_ratios]
+        if lr is None or self.group is not None:
+            return None
+        return [lr * r for r in self.group_ratios]
 
     def __repr__(self) -> str:
         def fmt(v: float | None) -> str:
@@ -149,6 +153,7 @@ class FinderResult:
             "per_run": {k: list(v) for k, v in self.per_run.items()},
             "unstable": self.unstable,
             "group_ratios": list(self.group_ratios),
+            "group": self.group,
             "num_steps": self.num_steps,
             "elapsed_s": self.elapsed_s,
             "curves": [vars(c).copy() for c in self.curves],
@@ -164,6 +169,7 @@ class FinderResult:
             spread=dict(data["spread"]),
             per_run={k: list(v) for k, v in data["per_run"].items()},
             group_ratios=list(data["group_ratios"]),
+            group=data.get("group"),
             num_steps=int(data["num_steps"]),
             elapsed_s=float(data["elapsed_s"]),
         )
@@ -324,7 +330,7 @@ def _run_once(
     batches: Iterator[Any],
     step: StepFn,
     lrs: Sequence[float],
-    ratios: Sequence[float],
+    ratios: Sequence[float | None],
     *,
     smooth: float,
     diverge_threshold: float,
@@ -346,6 +352,8 @@ def _run_once(
     while i < len(lrs):
         lr = lrs[i]
         for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+            if ratio is None:  # find_lr(group=i): the other groups keep their LRs
+                continue
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr * ratio)
             else:
@@ -563,6 +571,7 @@ def find_lr(
     seed: int | None = None,
     runs: int = 1,
     vectorized: bool = False,
+    group: int | None = None,
     method: str = "auto",
     cache: Cache = "memory",
     progress: bool = True,
@@ -572,7 +581,9 @@ def find_lr(
     The LR of step ``i`` is ``start_lr * (end_lr/start_lr) ** (i/(num_steps-1))`` (``"exp"``)
     or the linear interpolation (``"linear"``); every param group gets its own share,
     ``group_lr = lr * group_lr_before / max(group_lrs_before)``, so discriminative ratios
-    survive and the x-axis is the largest group's LR. Each point is one optimizer step; with
+    survive and the x-axis is the largest group's LR. With ``group=i`` only group ``i`` is
+    swept (the x-axis is its LR) while the others keep theirs, to place each group's LR from
+    its own curve. Each point is one optimizer step; with
     ``accumulation_steps=k`` it averages the loss of ``k`` micro-batches. The loss is
     smoothed by a bias-corrected EMA (``smooth`` is beta); the test stops early when the
     smoothed loss exceeds ``diverge_threshold`` × its best, or at a NaN/inf loss.
@@ -607,7 +618,17 @@ def find_lr(
     device = first.device if first is not None else torch.device("cpu")
     group_lrs = [float(g["lr"]) for g in optimizer.param_groups]
     top = max(group_lrs)
-    ratios = [lr / top if top > 0 else 1.0 for lr in group_lrs]
+    ratios: list[float | None] = [lr / top if top > 0 else 1.0 for lr in group_lrs]
+    if group is not None:
+        if isinstance(group, bool) or not isinstance(group, int):
+            raise ValueError(f"group must be an index of optimizer.param_groups (got {group!r})")
+        if not 0 <= group < len(group_lrs):
+            raise ValueError(
+                f"group must be in 0..{len(group_lrs) - 1} for this optimizer (got {group})"
+            )
+        if vectorized:
+            raise ValueError("group= sweeps one group of several: pass vectorized=False")
+        ratios = [1.0 if i == group else None for i in range(len(group_lrs))]
     lrs = lr_schedule(float(start_lr), float(end_lr), num_steps, mode)
 
     from tqdm.auto import tqdm
@@ -657,7 +678,8 @@ def find_lr(
         method=method,
         spread=spread,
         per_run=per_run,
-        group_ratios=ratios,
+        group_ratios=[1.0] if group is not None else [r or 0.0 for r in ratios],
+        group=group,
         num_steps=num_steps,
         elapsed_s=time.perf_counter() - started,
     )

@@ -49,9 +49,11 @@ class History:
     """What a training run did: per optimizer step and per epoch.
 
     ``step_lr`` / ``step_loss``: the LR used by, and the training loss of, every optimizer
-    step (group 0's LR). ``epochs``: one dict per finished epoch with ``epoch``,
-    ``train_loss`` and, with validation data, ``val_loss`` and each metric. A run that hit a
-    NaN/inf loss has ``diverged=True`` and says where in ``stop_reason``.
+    step (the largest group's LR: the one a schedule drives, the others keep their ratio).
+    ``epochs``: one dict per finished epoch with ``epoch``, ``train_loss`` and, with
+    validation data, ``val_loss`` and each metric. ``epoch_wall_s``: seconds since the start
+    at the end of each epoch. A run that hit a NaN/inf loss has ``diverged=True`` and says
+    where in ``stop_reason``.
     """
 
     step_lr: list[float] = field(default_factory=list)
@@ -225,7 +227,7 @@ def fit(
             losses = torch.zeros((), dtype=torch.float64)
             steps = 0
             for raw in train_loader:
-                lr = float(optimizer.param_groups[0]["lr"])
+                lr = max(float(g["lr"]) for g in optimizer.param_groups)
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_value(step(model, to_device(raw, dev)))
                 value = float(loss.detach())

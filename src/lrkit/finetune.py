@@ -1,0 +1,121 @@
+"""The fine-tuning recipe: freeze → find → train the head → unfreeze → find again → train all.
+
+As fastai's ``fine_tune`` does it, but on any ``nn.Module`` and with the range test run again
+before each stage instead of a fixed guess (Howard & Ruder, "ULMFiT", 2018).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrkit.finder import FinderResult, find_lr
+from lrkit.groups import GroupsArg, freeze, layer_groups, param_groups, unfreeze
+from lrkit.schedules import one_cycle
+from lrkit.tasks import OPTIMIZERS
+from lrkit.train import History, fit
+
+__all__ = ["FineTuneResult", "fine_tune"]
+
+
+@dataclass
+class FineTuneResult:
+    """Both stages: the finder results, the LRs chosen and the training histories."""
+
+    head_finder: FinderResult | None
+    head_lr: float
+    head_history: History
+    full_finder: FinderResult | None
+    full_lrs: list[float]
+    full_history: History
+
+
+def _suggested(result: FinderResult, stage: str) -> float:
+    lr = result.suggestion or result.suggestions.get("minimum")
+    if lr is None:
+        raise ValueError(
+            f"the range test for the {stage} gave no suggestion ({result.notes.get('auto')}); "
+            "pass base_lr"
+        )
+    return lr
+
+
+def fine_tune(
+    model: nn.Module,
+    train_loader: Iterable[Any],
+    criterion: Callable[..., torch.Tensor],
+    *,
+    epochs: int,
+    freeze_epochs: int = 1,
+    base_lr: float | None = None,
+    lr_mult: float = 100.0,
+    val_loader: Iterable[Any] | None = None,
+    groups: GroupsArg = None,
+    optimizer: str = "adamw",
+    optimizer_kwargs: dict[str, Any] | None = None,
+    metrics: tuple[str, ...] = ("accuracy",),
+    seed: int | None = None,
+    progress: bool = True,
+) -> FineTuneResult:
+    """Fine-tune a pretrained ``model`` whose last layer group is the (new) head.
+
+    1. Freeze every layer group but the last (normalisation layers stay trainable).
+    2. Range test on the head (skipped when ``base_lr`` is given) → ``lr``.
+    3. ``freeze_epochs`` of one-cycle at ``lr`` on the head.
+    4. Unfreeze; range test again with discriminative groups ``slice(lr / lr_mult, lr)``,
+       which keeps their ratios → ``lr2`` for the last group (``base_lr`` if given).
+    5. ``epochs`` of one-cycle on everything, groups from ``lr2 / lr_mult`` to ``lr2``.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {optimizer!r})")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1 (got {epochs!r})")
+    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
+        raise ValueError(f"freeze_epochs must be an integer >= 0 (got {freeze_epochs!r})")
+    if not lr_mult >= 1:
+        raise ValueError(f"lr_mult must be >= 1 (got {lr_mult!r}); 100 is fastai's default")
+    if base_lr is not None and not base_lr > 0:
+        raise ValueError(f"base_lr must be > 0 (got {base_lr!r})")
+    if len(layer_groups(model, groups)) < 2:
+        raise ValueError("fine_tune needs at least two layer groups (a body and a head)")
+    kwargs = optimizer_kwargs or {}
+    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+
+    def make(lr: float | slice) -> torch.optim.Optimizer:
+        return OPTIMIZERS[optimizer](param_groups(model, lr, groups=groups), **kwargs)
+
+    freeze(model, groups=groups)
+    head_finder = None
+    lr = base_lr
+    if lr is None:
+        head_finder = find_lr(model, make(1e-3), train_loader, criterion, seed=seed,
+                              progress=progress)  # fmt: skip
+        lr = _suggested(head_finder, "head")
+    if freeze_epochs:
+        head_history = fit(
+            model, make(lr), train_loader, criterion, freeze_epochs,
+            schedule=one_cycle(max_lr=lr, total_steps=freeze_epochs * steps_per_epoch),
+            val_loader=val_loader, metrics=metrics, seed=seed, progress=progress,
+        )  # fmt: skip
+    else:
+        head_history = History()
+
+    unfreeze(model)
+    full_finder = None
+    lr2 = base_lr
+    if lr2 is None:
+        full_finder = find_lr(model, make(slice(lr / lr_mult, lr)), train_loader, criterion,
+                              seed=seed, progress=progress)  # fmt: skip
+        lr2 = _suggested(full_finder, "whole model")
+    opt = make(slice(lr2 / lr_mult, lr2))
+    full_lrs = [float(g["lr"]) for g in opt.param_groups]
+    full_history = fit(
+        model, opt, train_loader, criterion, epochs,
+        schedule=one_cycle(max_lr=lr2, total_steps=epochs * steps_per_epoch),
+        val_loader=val_loader, metrics=metrics, seed=seed, progress=progress,
+    )  # fmt: skip
+    return FineTuneResult(head_finder, lr, head_history, full_finder, full_lrs, full_history)
