@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lrkit-installed
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint format bench setup clean browser
+.PHONY: demo test lint format bench bench-suggest setup clean browser
 
 setup: $(STAMP)
 
@@ -42,6 +42,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_finder.py
+	$(PY) benchmarks/bench_schedules.py
+	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_vectorized.py
+	$(PY) benchmarks/bench_finetune.py
+
+# Suggestion quality: oracle grids (cached in benchmarks/results/suggest/), rules and peers.
+bench-suggest: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m benchmarks.suggest.run
 
 clean:
 	rm -rf $(VENV) lrkit-demo lrkit-out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -17,6 +17,7 @@ def test_find_prints_suggestions_and_writes_plot_and_json(tmp_path: Path) -> Non
     result = runner.invoke(app, ["find", "digits-mlp", "--steps", "30", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "auto (suggestion)" in result.output
+    assert "suggested peak LR by schedule: constant" in result.output
     data = json.loads((tmp_path / "finder.json").read_text())
     assert len(data["curves"][0]["lrs"]) <= 30
     assert (tmp_path / "finder.png").stat().st_size > 10_000

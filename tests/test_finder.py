@@ -6,6 +6,7 @@ import glob
 import math
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -456,3 +457,24 @@ def test_non_scalar_loss_gets_a_clear_error(loader: DataLoader) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=r"scalar tensor.*\.mean\(\)"):
         lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(reduction="none"), progress=False)
+
+
+def test_suggestion_for_a_schedule_scales_by_its_measured_factor(
+    loader: DataLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    res = lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), for_schedule="one_cycle",
+                        progress=False)  # fmt: skip
+    auto = res.suggestions["auto"]
+    assert auto is not None
+    monkeypatch.setitem(lrkit.finder.SCHEDULE_FACTORS, "one_cycle", 3.0)
+    assert res.suggestion == pytest.approx(3 * auto)
+    assert res.suggestion_for("constant") == pytest.approx(auto)
+    assert FinderResult.load(res.save(Path(tempfile.mkdtemp()) / "r.json")).for_schedule == (
+        "one_cycle"
+    )
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        res.suggestion_for("linear")
+    with pytest.raises(ValueError, match="for_schedule must be one of"):
+        lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), for_schedule="sgdr")

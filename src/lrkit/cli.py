@@ -108,6 +108,12 @@ def find(
     console.print(suggestions_table(result, f"LR suggestions for {escape(t.name)}"))
     if result.unstable:
         console.print(f"[yellow]unstable over runs:[/] {', '.join(result.unstable)}")
+    per_schedule = ", ".join(
+        f"{name} {lr:.3g}"
+        for name in ("constant", "one_cycle", "cosine")
+        if (lr := result.suggestion_for(name)) is not None
+    )
+    console.print(f"suggested peak LR by schedule: {per_schedule or '—'}")
     console.print(
         f"stopped: {result.stop_reason}; {len(result.lrs)} points in {result.elapsed_s:.1f}s"
     )

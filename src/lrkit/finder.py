@@ -37,6 +37,15 @@ Mode = Literal["exp", "linear"]
 UNSTABLE_DECADES = 0.5
 """A suggestion whose runs spread over more than this many decades is flagged unstable."""
 
+SCHEDULE_FACTORS: dict[str, float] = {"constant": 1.0, "one_cycle": 1.0, "cosine": 1.0}
+"""Suggestion for a schedule = the rule's LR × this factor (the schedule's peak LR).
+
+Measured, not assumed: on the suggestion-quality suite (``make bench-suggest``, 6 tasks × 2
+seeds) the best one-cycle max LR was a geometric mean of 1.1× the best constant LR (from
+0.3× to 3.2× by task), and lrkit's ``auto`` landed at 0.96× of the constant optimum and
+1.05× of the one-cycle one: no factor beats 1 on the suite. ``docs/suggestion.md`` has the
+numbers; change these only with a benchmark run that shows better regret."""
+
 
 # ----------------------------------------------------------------------------- the result
 
@@ -74,6 +83,7 @@ class FinderResult:
     suggestions: dict[str, float | None]
     notes: dict[str, str]
     method: str = "auto"
+    for_schedule: str = "constant"
     spread: dict[str, float] = field(default_factory=dict)
     per_run: dict[str, list[float | None]] = field(default_factory=dict)
     group_ratios: list[float] = field(default_factory=lambda: [1.0])
@@ -111,8 +121,18 @@ class FinderResult:
 
     @property
     def suggestion(self) -> float | None:
-        """The recommended LR: the ``method`` rule's suggestion (``"auto"`` by default)."""
-        return self.suggestions.get(self.method)
+        """The recommended LR for ``for_schedule``: the ``method`` rule's suggestion (``"auto"``
+        by default) times the schedule's factor (see :data:`SCHEDULE_FACTORS`)."""
+        return self.suggestion_for(self.for_schedule)
+
+    def suggestion_for(self, schedule: str) -> float | None:
+        """The suggested (peak) LR for ``schedule``: ``constant``, ``one_cycle`` or ``cosine``."""
+        if schedule not in SCHEDULE_FACTORS:
+            raise ValueError(
+                f"schedule must be one of {', '.join(SCHEDULE_FACTORS)} (got {schedule!r})"
+            )
+        lr = self.suggestions.get(self.method)
+        return None if lr is None else lr * SCHEDULE_FACTORS[schedule]
 
     @property
     def unstable(self) -> list[str]:
@@ -146,6 +166,7 @@ class FinderResult:
         """A JSON-ready dict; :meth:`from_dict` reads it back."""
         return {
             "method": self.method,
+            "for_schedule": self.for_schedule,
             "suggestion": self.suggestion,
             "suggestions": dict(self.suggestions),
             "notes": dict(self.notes),
@@ -166,6 +187,7 @@ class FinderResult:
             suggestions=dict(data["suggestions"]),
             notes=dict(data["notes"]),
             method=data["method"],
+            for_schedule=data.get("for_schedule", "constant"),
             spread=dict(data["spread"]),
             per_run={k: list(v) for k, v in data["per_run"].items()},
             group_ratios=list(data["group_ratios"]),
@@ -222,6 +244,7 @@ def _validate(
     val_batches: int,
     cache: str,
     method: str,
+    for_schedule: str,
 ) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (got {type(model).__name__})")
@@ -255,6 +278,10 @@ def _validate(
         raise ValueError(f"cache must be 'memory' or 'disk' (got {cache!r})")
     if method not in _suggest.METHODS:
         raise ValueError(f"method must be one of {sorted(_suggest.METHODS)} (got {method!r})")
+    if for_schedule not in SCHEDULE_FACTORS:
+        raise ValueError(
+            f"for_schedule must be one of {', '.join(SCHEDULE_FACTORS)} (got {for_schedule!r})"
+        )
     if criterion is None and step_fn is None:
         raise ValueError(
             "pass criterion (loss = criterion(model(x), y)) or step_fn(model, batch) -> loss"
@@ -573,6 +600,7 @@ def find_lr(
     vectorized: bool = False,
     group: int | None = None,
     method: str = "auto",
+    for_schedule: str = "constant",
     cache: Cache = "memory",
     progress: bool = True,
 ) -> FinderResult:
@@ -593,6 +621,9 @@ def find_lr(
     evaluated after every update; being the same batches every time, that curve has no
     batch noise and is used raw for the suggestions.
 
+    ``for_schedule`` (``constant``, ``one_cycle``, ``cosine``) says which schedule the
+    suggestion is for (its peak LR); ``res.suggestion_for(schedule)`` gives the others.
+
     ``runs=R`` repeats the test ``R`` times (seeds ``seed``, ``seed+1``, …, or fresh data
     orders when ``seed`` is None); each rule then reports the geometric median and its
     spread. ``vectorized=True`` runs the R tests at once as one vmapped computation (a fresh
@@ -606,7 +637,7 @@ def find_lr(
     _validate(
         model, optimizer, train_loader, criterion, step_fn, start_lr, end_lr, num_steps,
         mode, smooth, diverge_threshold, accumulation_steps, runs, val_loader, val_batches,
-        cache, method,
+        cache, method, for_schedule,
     )  # fmt: skip
     if vectorized and (val_loader is not None or amp or accumulation_steps != 1):
         raise ValueError(
@@ -676,6 +707,7 @@ def find_lr(
         suggestions=suggestions,
         notes=notes,
         method=method,
+        for_schedule=for_schedule,
         spread=spread,
         per_run=per_run,
         group_ratios=[1.0] if group is not None else [r or 0.0 for r in ratios],

@@ -1,0 +1,1 @@
+"""The suggestion-quality benchmark: what each LR rule costs in the trained model."""

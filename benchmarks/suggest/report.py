@@ -1,0 +1,120 @@
+"""Tables and a figure from benchmarks/results/suggest.json."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_NAMES = {"constant": "constant LR", "one_cycle": "one-cycle (max LR)"}
+
+
+def summary(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """{protocol: {rule: {median, worst, within1, beats_default}}} over tasks (seed-mean)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for protocol in PROTOCOL_NAMES:
+        per_rule: dict[str, list[float]] = defaultdict(list)
+        default: dict[str, float] = {}
+        for name, task in results["tasks"].items():
+            by_rule: dict[str, list[float]] = defaultdict(list)
+            for row in task["rows"]:
+                if row["protocol"] == protocol:
+                    by_rule[row["rule"]].append(row["regret_pct"])
+            for rule, values in by_rule.items():
+                per_rule[rule].append(statistics.fmean(values))
+            default[name] = statistics.fmean(by_rule["fixed default"])
+        out[protocol] = {}
+        for rule, values in per_rule.items():
+            out[protocol][rule] = {
+                "median": statistics.median(values),
+                "worst": max(values),
+                "within1": sum(v <= 1.0 for v in values),
+                "tasks": len(values),
+            }
+    return out
+
+
+def spread(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{task: {rule: decades between the seeds' suggestions}}."""
+    out: dict[str, dict[str, float]] = {}
+    for name, task in results["tasks"].items():
+        sug = task["suggestions"]
+        seeds = list(sug)
+        out[name] = {}
+        for rule in sug[seeds[0]]:
+            lrs = [sug[s][rule] for s in seeds]
+            if all(lr is not None for lr in lrs):
+                logs = [math.log10(lr) for lr in lrs]
+                out[name][rule] = max(logs) - min(logs)
+            else:
+                out[name][rule] = math.nan
+    return out
+
+
+def write(results: dict[str, Any], directory: Path) -> None:
+    lines = ["# Suggestion quality", ""]
+    summ = summary(results)
+    for protocol, title in PROTOCOL_NAMES.items():
+        lines += [f"## {title}: regret as % of the grid's best−worst range (mean of 2 seeds)", ""]
+        lines += ["| rule | median | worst | tasks within 1% |", "| --- | --- | --- | --- |"]
+        for rule, s in sorted(summ[protocol].items(), key=lambda kv: kv[1]["median"]):
+            lines.append(f"| {rule} | {s['median']:.2f}% | {s['worst']:.2f}% | "
+                         f"{s['within1']}/{s['tasks']} |")  # fmt: skip
+        lines.append("")
+    sp = spread(results)
+    rules = sorted({r for t in results["tasks"].values() for r in t.get("runs3_spread", {})})
+    lines += ["## Stability: spread of each lrkit rule over `find_lr(runs=3)` (decades; "
+              "⚠ > 0.5)", "", "| task | " + " | ".join(rules) + " |",
+              "| --- |" + " --- |" * len(rules)]  # fmt: skip
+    for name, task in results["tasks"].items():
+        cells = []
+        for rule in rules:
+            value = task.get("runs3_spread", {}).get(rule, math.nan)
+            cells.append("—" if math.isnan(value) else f"{value:.2f}{' ⚠' if value > 0.5 else ''}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Per task (seed 0; ×best = suggested LR / oracle-best LR; ⚠ = the rule's "
+              "suggestion moves > 0.5 decade between seeds 0 and 1)", ""]  # fmt: skip
+    for name, task in results["tasks"].items():
+        lines += [f"### {name} (metric: {task['metric']})", "",
+                  "| rule | protocol | LR | ×best | metric | regret % |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for row in task["rows"]:
+            if row["seed"] != 0:
+                continue
+            lr = row["lr"]
+            ratio = "—" if lr is None else f"{lr / row['best_lr']:.2g}"
+            flag = " ⚠" if sp[name].get(row["rule"], 0) > 0.5 else ""
+            shown = "—" if lr is None else f"{lr:.2g}"
+            lines.append(f"| {row['rule']}{flag} | {row['protocol']} | {shown} | {ratio} | "
+                         f"{row['metric']:.4g} | {row['regret_pct']:.1f} |")  # fmt: skip
+        lines.append("")
+    (directory / "suggest.md").write_text("\n".join(lines))
+    plot(results, directory / "suggest.png")
+    print("\n".join(lines[: 4 + 2 * (len(summ["constant"]) + 4)]))
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from lrkit._plot import save
+
+    fig = Figure(figsize=(13, 5), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    tasks = list(results["tasks"])
+    rules = sorted({row["rule"] for t in results["tasks"].values() for row in t["rows"]})
+    width = 0.8 / len(rules)
+    for ax, protocol in zip(axes, PROTOCOL_NAMES, strict=True):
+        for i, rule in enumerate(rules):
+            values = []
+            for name in tasks:
+                rows = [r["regret_pct"] for r in results["tasks"][name]["rows"]
+                        if r["rule"] == rule and r["protocol"] == protocol]  # fmt: skip
+                values.append(statistics.fmean(rows))
+            ax.bar([t + i * width for t in range(len(tasks))], values, width, label=rule)
+        ax.set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks, rotation=30)
+        ax.set(title=PROTOCOL_NAMES[protocol], ylabel="regret, % of best−worst range")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    save(fig, path)

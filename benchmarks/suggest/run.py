@@ -1,0 +1,171 @@
+"""Run the suggestion-quality benchmark: oracle grids, every rule and peer, regret.
+
+    make bench-suggest        # = .venv/bin/python -m benchmarks.suggest.run
+
+Oracle: 13 half-decade LRs × seeds 0, 1 × {constant, one-cycle (LR = max LR)} per task,
+stored with ``lrkit.sweep`` in ``benchmarks/results/suggest/<task>/`` (cached and resumable:
+a rerun only trains what is missing). Rules: lrkit's ``auto``, ``steepest``, ``valley``,
+``minimum`` from one ``find_lr`` per task and seed; Lightning's ``Tuner.lr_find().suggestion()``;
+torch-lr-finder's steepest point of its own range test; the fixed default (1e-3 for the
+Adam family, 1e-2 for SGD). Each suggestion is trained with the same budget and seed, and
+scored by its **regret**: oracle best − achieved, also as % of the grid's best − worst range.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from benchmarks.suggest.tasks import DEFAULT_LR, GRIDS, TASKS
+
+import lrkit
+from lrkit.sweeps import Store
+from lrkit.tasks import Task
+
+RESULTS = Path("benchmarks/results")
+SEEDS = (0, 1)
+PROTOCOLS = ("constant", "one_cycle")
+HIGHER_IS_BETTER = {"accuracy"}
+
+
+def score(task: Task, record: Any) -> float:
+    if record.status != "done" or record.diverged:
+        return math.nan
+    return float(record.summary["final"][task.metric])
+
+
+def train(
+    task: Task, name: str, lrs: list[float], seeds: tuple[int, ...] = SEEDS
+) -> dict[tuple[str, float, int], float]:
+    """{(protocol, lr, seed): metric}, from the store (training only what is missing)."""
+    lrkit.sweep(task, lrs=lrs, schedules=PROTOCOLS, optimizers=(task.optimizer,), seeds=seeds,
+                epochs=task.epochs, store=RESULTS / "suggest" / name, name=name,
+                progress=False, report=False)  # fmt: skip
+    out = {}
+    for r in Store(RESULTS / "suggest" / name).runs(name):
+        c = r.config
+        out[(c["schedule"], c["lr"], c["seed"])] = score(task, r)
+    return out
+
+
+def lightning_suggestion(task: Task, seed: int) -> float | None:
+    import lightning as L
+    from lightning.pytorch.tuner import Tuner
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = task.make_model(seed)
+            self.lr = DEFAULT_LR[task.optimizer]
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return task.criterion(self.model(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return task.make_optimizer(self.model, lr=self.lr)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1000, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, default_root_dir=tmp)  # fmt: skip
+        torch.manual_seed(seed)
+        result = Tuner(trainer).lr_find(Module(), train_dataloaders=task.train_loader(seed),
+                                        update_attr=False)  # fmt: skip
+    return None if result is None else result.suggestion()
+
+
+def torch_lr_finder_suggestion(task: Task, seed: int) -> float | None:
+    from torch_lr_finder import LRFinder
+
+    model = task.make_model(seed)
+    finder = LRFinder(model, task.make_optimizer(model, lr=1e-7), task.criterion, device="cpu")
+    torch.manual_seed(seed)
+    finder.range_test(task.train_loader(seed), end_lr=10, num_iter=100)
+    lrs, losses = np.array(finder.history["lr"]), np.array(finder.history["loss"])
+    # its steepest-point rule (as its plot(suggest_lr=True) computes it)
+    skip_start, skip_end = 10, 5
+    if len(losses) <= skip_start + skip_end + 2:
+        return None
+    cut_l, cut_lr = losses[skip_start:-skip_end], lrs[skip_start:-skip_end]
+    return float(cut_lr[np.gradient(cut_l).argmin()])
+
+
+def stability(task: Task) -> dict[str, float]:
+    """Each lrkit rule's spread (decades) over ``find_lr(runs=3)``: three data orders."""
+    model = task.make_model(0)
+    res = lrkit.find_lr(model, task.make_optimizer(model), task.train_loader(0), task.criterion,
+                        seed=0, runs=3, progress=False)  # fmt: skip
+    return {f"lrkit {k}": res.spread.get(k, math.nan) for k in res.suggestions}
+
+
+def suggestions(task: Task, seed: int) -> dict[str, float | None]:
+    model = task.make_model(seed)
+    res = lrkit.find_lr(model, task.make_optimizer(model), task.train_loader(seed),
+                        task.criterion, seed=seed, progress=False)  # fmt: skip
+    out: dict[str, float | None] = {f"lrkit {k}": v for k, v in res.suggestions.items()}
+    out["lightning"] = lightning_suggestion(task, seed)
+    out["torch-lr-finder"] = torch_lr_finder_suggestion(task, seed)
+    out["fixed default"] = DEFAULT_LR[task.optimizer]
+    return out
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    results: dict[str, Any] = {"tasks": {}}
+    for name, factory in TASKS.items():
+        task = factory()
+        grid = GRIDS["sgd" if task.optimizer == "sgd" else "adam"]
+        oracle = train(task, name, grid)
+        rules = {seed: suggestions(task, seed) for seed in SEEDS}
+        wanted = sorted({lr for s in rules.values() for lr in s.values() if lr is not None})
+        for seed in SEEDS:
+            extra = sorted({lr for lr in rules[seed].values() if lr is not None})
+            oracle |= train(task, name, extra, seeds=(seed,))
+        rows = []
+        for protocol in PROTOCOLS:
+            for seed in SEEDS:
+                values = [oracle[(protocol, lr, seed)] for lr in grid]
+                finite = [v for v in values if math.isfinite(v)]
+                sign = 1 if task.metric in HIGHER_IS_BETTER else -1
+                best = max(finite, key=lambda v: sign * v)
+                worst = min(finite, key=lambda v: sign * v)
+                best_lr = grid[values.index(best)]
+                for rule, lr in rules[seed].items():
+                    achieved = oracle[(protocol, lr, seed)] if lr is not None else math.nan
+                    if not math.isfinite(achieved):
+                        achieved = worst  # no suggestion or a diverged run: the worst outcome
+                    regret = sign * (best - achieved)
+                    span = abs(best - worst) or 1.0
+                    rows.append({"protocol": protocol, "seed": seed, "rule": rule, "lr": lr,
+                                 "best_lr": best_lr, "metric": achieved, "best": best,
+                                 "regret": regret, "regret_pct": 100 * regret / span})  # fmt: skip
+        flat = {f"{p}|{lr}|{s}": v for (p, lr, s), v in oracle.items()}
+        results["tasks"][name] = {"metric": task.metric, "rows": rows, "grid": grid,
+                                  "oracle": flat,
+                                  "suggestions": {str(s): r for s, r in rules.items()},
+                                  "runs3_spread": stability(task)}  # fmt: skip
+        print(f"{name}: done ({len(wanted)} suggested LRs)", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "suggest.json").write_text(json.dumps(results, indent=1))
+    write_tables(results)
+
+
+def write_tables(results: dict[str, Any]) -> None:
+    from benchmarks.suggest.report import write
+
+    write(results, RESULTS)
+
+
+if __name__ == "__main__":
+    main()
