@@ -224,7 +224,7 @@ def fit(
     model.train()
     with tqdm(total=total, desc="training", disable=not progress, leave=False) as bar:
         for epoch in range(1, epochs + 1):
-            losses = torch.zeros((), dtype=torch.float64)
+            losses = 0.0
             steps = 0
             for raw in train_loader:
                 lr = max(float(g["lr"]) for g in optimizer.param_groups)
@@ -253,7 +253,7 @@ def fit(
                 break
             if steps == 0:
                 raise ValueError("train_loader yielded no batches; give it at least one batch")
-            summary: dict[str, float] = {"epoch": epoch, "train_loss": float(losses) / steps}
+            summary: dict[str, float] = {"epoch": epoch, "train_loss": losses / steps}
             if val_loader is not None:
                 summary.update(evaluate(model, val_loader, step, metric_fns, criterion, dev))
                 if takes_reports and isinstance(scheduler, ScheduleLR):

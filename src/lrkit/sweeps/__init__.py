@@ -8,7 +8,6 @@ PosixPath('runs/digits/report.html')
 
 from __future__ import annotations
 
-import math
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -164,11 +163,3 @@ def run_spec(
 
         result.report = write_sweep_report(db, spec.name, db.directory / "report.html")
     return result
-
-
-def final_metric(record: RunRecord, metric: str) -> float:
-    """A run's final value of ``metric``; NaN when it diverged, failed or has none."""
-    if record.status != "done" or record.diverged:
-        return math.nan
-    value = record.summary.get("final", {}).get(metric)
-    return math.nan if value is None else float(value)
