@@ -274,3 +274,16 @@ def test_auto_picks_serial_on_this_small_cpu_machine() -> None:
     configs = SweepSpec(lrs=[0.1, 0.2], **TINY).expand()
     expected = "vectorized" if torch.cuda.is_available() else "serial"
     assert choose("auto", configs, workers=2) == expected
+
+
+def test_two_processes_on_one_store_run_every_config_once(tmp_path: Path) -> None:
+    store_dir = tmp_path / "shared"
+    script = KILLABLE.format(store=str(store_dir)).replace("logspace(1e-3, 0.3, 12)",
+                                                          "logspace(1e-3, 0.3, 6)")  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    store = Store(store_dir)
+    runs = store.runs()
+    assert len(runs) == 6 and all(r.status == "done" for r in runs)
+    steps = len(get_task("digits-mlp").train_loader())
+    assert store.count_metrics() == 6 * (2 * 2 * steps + 2 * 3)
