@@ -9,6 +9,7 @@ import pytest
 from tests.browser import non_blank_fraction, render
 from typer.testing import CliRunner
 
+import lrkit
 from lrkit.cli import app
 
 runner = CliRunner()
@@ -32,6 +33,10 @@ def test_demo_writes_every_output(demo_dir: Path) -> None:
     assert labels[3].startswith("finder ") and labels[4].startswith("one-cycle max ")
     finder_lr = results["finder"]["suggestion"] or results["finder"]["suggestions"]["minimum"]
     assert results["runs"][3]["lr"] == pytest.approx(finder_lr)
+    auto = results["finder"]["suggestions"]["auto"]
+    if auto is not None:  # one-cycle gets the suggestion for one-cycle
+        factor = lrkit.finder.SCHEDULE_FACTORS["one_cycle"]
+        assert results["runs"][4]["lr"] == pytest.approx(auto * factor)
     assert results["best"] in labels
     assert results["finder_s"] > 0
 

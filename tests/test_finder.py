@@ -468,9 +468,13 @@ def test_suggestion_for_a_schedule_scales_by_its_measured_factor(
                         progress=False)  # fmt: skip
     auto = res.suggestions["auto"]
     assert auto is not None
-    monkeypatch.setitem(lrkit.finder.SCHEDULE_FACTORS, "one_cycle", 3.0)
+    factors = lrkit.finder.SCHEDULE_FACTORS
+    assert res.suggestion == pytest.approx(factors["one_cycle"] * auto)
+    assert res.suggestion_for("constant") == pytest.approx(factors["constant"] * auto)
+    monkeypatch.setitem(factors, "one_cycle", 3.0)
     assert res.suggestion == pytest.approx(3 * auto)
-    assert res.suggestion_for("constant") == pytest.approx(auto)
+    res.method = "minimum"  # the factors are measured for auto; other rules are as they are
+    assert res.suggestion == res.suggestions["minimum"]
     assert FinderResult.load(res.save(Path(tempfile.mkdtemp()) / "r.json")).for_schedule == (
         "one_cycle"
     )

@@ -63,14 +63,30 @@ def test_valley_tolerates_one_noisy_uptick() -> None:
     assert -3.3 < np.log10(got.lr) < -2.7
 
 
-def test_auto_lands_in_the_steep_part_of_a_noisy_valley() -> None:
+def test_auto_lands_between_the_descent_and_the_minimum() -> None:
     rng = np.random.default_rng(0)
     y = sigmoid_valley(center=-3.0) + rng.normal(0, 0.05, X.size)
     got = suggest.auto(LRS, y)
     assert got.lr is not None
     lowest = LRS[np.argmin(sigmoid_valley(center=-3.0))]
-    assert -3.6 < np.log10(got.lr) < -2.4
-    assert got.lr <= lowest / 3
+    assert -3.5 < np.log10(got.lr) < np.log10(lowest / 3)
+
+
+def test_auto_is_the_log_mean_of_its_valley_and_minimum_estimates() -> None:
+    rng = np.random.default_rng(1)
+    y = sigmoid_valley(center=-2.5) + rng.normal(0, 0.03, X.size)
+    got = suggest.auto(LRS, y)
+    valley = suggest._valley_estimate(LRS, y)
+    assert not isinstance(valley, suggest.Suggestion)
+    ema = suggest._ema(y, suggest.AUTO_EMA)
+    minimum = suggest.minimum(LRS, ema).lr
+    assert got.lr is not None and minimum is not None
+    assert np.log10(got.lr) == pytest.approx(0.5 * (valley[0] + np.log10(minimum)))
+
+
+def test_ema_is_bias_corrected() -> None:
+    ema = suggest._ema(np.array([2.0, 4.0]), 0.5)
+    assert ema.tolist() == [2.0, (0.25 * 2 + 0.5 * 4) / (1 - 0.25)]
 
 
 @pytest.mark.parametrize("seed", range(5))

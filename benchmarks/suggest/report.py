@@ -44,6 +44,8 @@ def spread(results: dict[str, Any]) -> dict[str, dict[str, float]]:
         seeds = list(sug)
         out[name] = {}
         for rule in sug[seeds[0]]:
+            if "|" in rule:
+                continue
             lrs = [sug[s][rule] for s in seeds]
             if all(lr is not None for lr in lrs):
                 logs = [math.log10(lr) for lr in lrs]
@@ -57,7 +59,7 @@ def write(results: dict[str, Any], directory: Path) -> None:
     lines = ["# Suggestion quality", ""]
     summ = summary(results)
     for protocol, title in PROTOCOL_NAMES.items():
-        lines += [f"## {title}: regret as % of the grid's best−worst range (mean of 2 seeds)", ""]
+        lines += [f"## {title}: regret as % of the grid's best−worst range (mean of 4 seeds)", ""]
         lines += ["| rule | median | worst | tasks within 1% |", "| --- | --- | --- | --- |"]
         for rule, s in sorted(summ[protocol].items(), key=lambda kv: kv[1]["median"]):
             lines.append(f"| {rule} | {s['median']:.2f}% | {s['worst']:.2f}% | "

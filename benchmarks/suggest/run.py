@@ -2,7 +2,7 @@
 
     make bench-suggest        # = .venv/bin/python -m benchmarks.suggest.run
 
-Oracle: 13 half-decade LRs × seeds 0, 1 × {constant, one-cycle (LR = max LR)} per task,
+Oracle: 13 half-decade LRs × seeds 0-3 × {constant, one-cycle (LR = max LR)} per task,
 stored with ``lrkit.sweep`` in ``benchmarks/results/suggest/<task>/`` (cached and resumable:
 a rerun only trains what is missing). Rules: lrkit's ``auto``, ``steepest``, ``valley``,
 ``minimum`` from one ``find_lr`` per task and seed; Lightning's ``Tuner.lr_find().suggestion()``;
@@ -30,7 +30,7 @@ from lrkit.sweeps import Store
 from lrkit.tasks import Task
 
 RESULTS = Path("benchmarks/results")
-SEEDS = (0, 1)
+SEEDS = (0, 1, 2, 3)
 PROTOCOLS = ("constant", "one_cycle")
 HIGHER_IS_BETTER = {"accuracy"}
 
@@ -111,6 +111,8 @@ def suggestions(task: Task, seed: int) -> dict[str, float | None]:
     res = lrkit.find_lr(model, task.make_optimizer(model), task.train_loader(seed),
                         task.criterion, seed=seed, progress=False)  # fmt: skip
     out: dict[str, float | None] = {f"lrkit {k}": v for k, v in res.suggestions.items()}
+    for protocol in PROTOCOLS:  # the default suggestion, for the schedule it is asked for
+        out[f"lrkit suggestion|{protocol}"] = res.suggestion_for(protocol)
     out["lightning"] = lightning_suggestion(task, seed)
     out["torch-lr-finder"] = torch_lr_finder_suggestion(task, seed)
     out["fixed default"] = DEFAULT_LR[task.optimizer]
@@ -141,7 +143,10 @@ def main() -> None:
                 best = max(finite, key=lambda v: sign * v)
                 worst = min(finite, key=lambda v: sign * v)
                 best_lr = grid[values.index(best)]
-                for rule, lr in rules[seed].items():
+                for key, lr in rules[seed].items():
+                    rule, _, only = key.partition("|")
+                    if only and only != protocol:
+                        continue
                     achieved = oracle[(protocol, lr, seed)] if lr is not None else math.nan
                     if not math.isfinite(achieved):
                         achieved = worst  # no suggestion or a diverged run: the worst outcome

@@ -3,7 +3,8 @@
 The published experiment (LeNet on Fashion-MNIST, PyTorch Lightning's finder picked 0.0363 in
 about 12 s and beat fixed LRs 1e-5, 1e-4 and 1e-1 with 88.85% val accuracy, val loss 0.3091)
 rerun with lrkit on a dataset that ships with a dependency: run the range test (timed), then
-train with the fixed LRs, the finder's LR, and one-cycle with the finder's LR as its max —
+train with the fixed LRs, the finder's LR, and one-cycle with the finder's one-cycle LR as
+its max —
 same initial weights, same data order, same epochs — and write a report.
 """
 
@@ -101,9 +102,9 @@ def run_demo(
         model, t.make_optimizer(model), t.train_loader(seed), t.criterion, seed=seed,
         progress=progress, **(QUICK_FINDER if quick else FINDER),  # type: ignore[arg-type]
     )  # fmt: skip
-    lr = finder.suggestion
-    if lr is None:
-        lr = finder.suggestions.get("minimum") or t.lr
+    lr, peak = finder.suggestion_for("constant"), finder.suggestion_for("one_cycle")
+    if lr is None or peak is None:
+        lr = peak = finder.suggestions.get("minimum") or t.lr
         log(f"no auto suggestion ({finder.notes['auto']}); using {lr:.3g}")
 
     steps = t.epochs * len(t.train_loader(seed))
@@ -111,7 +112,7 @@ def run_demo(
         (f"fixed {fixed:g}", fixed, constant(fixed)) for fixed in FIXED_LRS
     ]
     plan.append((f"finder {lr:.3g}", lr, constant(lr)))
-    plan.append((f"one-cycle max {lr:.3g}", lr, one_cycle(max_lr=lr, total_steps=steps)))
+    plan.append((f"one-cycle max {peak:.3g}", peak, one_cycle(max_lr=peak, total_steps=steps)))
     runs: list[Run] = []
     for i, (label, run_lr, schedule) in enumerate(plan, start=1):
         log(f"[{i}/{len(plan)}] {label}: {t.epochs} epochs")

@@ -35,7 +35,7 @@ class FineTuneResult:
 
 
 def _suggested(result: FinderResult, stage: str) -> float:
-    lr = result.suggestion or result.suggestions.get("minimum")
+    lr = result.suggestion_for("one_cycle") or result.suggestions.get("minimum")
     if lr is None:
         raise ValueError(
             f"the range test for the {stage} gave no suggestion ({result.notes.get('auto')}); "

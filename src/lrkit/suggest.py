@@ -152,35 +152,22 @@ def _gaussian_smooth(logx: FloatArray, y: FloatArray, width: float) -> FloatArra
 AUTO_WIDTH = 0.2  # decades: standard deviation of the Gaussian smoothing over log10(lr)
 AUTO_MIN_DROP = 0.02  # the loss must fall by 2% of its starting value to count as a valley
 AUTO_DESCENT_START = 0.1  # the descent begins once 10% of the total drop is made
-AUTO_CAP = 3.0  # never suggest more than (LR of the lowest loss) / AUTO_CAP
+AUTO_CAP = 3.0  # the valley estimate never exceeds (LR of the lowest loss) / AUTO_CAP
+AUTO_EMA = 0.98  # beta of the EMA whose minimum (÷10) is the second estimate
 
 
-def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
-    """lrkit's default rule: the steep part of the valley, read off a curve smoothed without lag.
+def _ema(y: FloatArray, beta: float) -> FloatArray:
+    """Bias-corrected exponential moving average (the finder's smoothing)."""
+    out, avg = np.empty_like(y), 0.0
+    for t, value in enumerate(y, start=1):
+        avg = beta * avg + (1 - beta) * value
+        out[t - 1] = avg / (1 - beta**t)
+    return out
 
-    It takes the *raw* losses (the finder passes them, see :data:`RAW_INPUT`), because the
-    finder's EMA lags the loss by tens of steps and so shifts every feature of the curve to
-    higher LRs. Instead:
 
-    1. Clip the losses at the starting level (mean of the first 5% of points): once the loss
-       is above where it began, how far above says nothing about where to train, and huge
-       diverged values would drag the smoothing.
-    2. Smooth with a Gaussian of 0.2 decade over ``log10(lr)``: symmetric, so no lag, and the
-       same for dense and sparse sweeps.
-    3. Keep the points up to the smoothed minimum (left of it is where one trains). Decline
-       (``None``) unless the smoothed loss fell by at least 2% of its start.
-    4. Take ``s``, the steepest point (slope per decade), and ``v``, the middle of the
-       descent (from where 10% of the total drop is made to the minimum); suggest their
-       geometric mean, capped at the lowest-loss LR / 3 so the answer
-       never sits in the flat bottom next to divergence.
-
-    The steepest point alone is pulled around by one noisy stretch; the descent's middle alone
-    ignores how fast the loss falls; their log-space mean keeps both errors small. The
-    suggestion-quality benchmark tunes these constants.
-    """
-    x, y = _curve(lrs, losses)
-    if x.size < 5:
-        return _declined("too few points (need at least 5)")
+def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, str] | Suggestion:
+    """The steep part of the valley, read off a lag-free smoothing (log10 LR, note), or a
+    declining :class:`Suggestion` when there is no valley."""
     head = max(int(np.ceil(0.05 * x.size)), 1)
     start_level = float(np.mean(y[:head]))
     logx = np.log10(x)
@@ -200,11 +187,48 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
     v_start = int(np.argmax(fallen >= AUTO_DESCENT_START))
     v = (v_start + lowest) // 2
     log_lr = min(0.5 * (logx[s] + logx[v]), float(logx[lowest] - np.log10(AUTO_CAP)))
-    index = int(np.argmin(np.abs(logx - log_lr)))
+    return log_lr, f"steepest {10 ** logx[s]:.3g}, descent middle {10 ** logx[v]:.3g}"
+
+
+def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
+    """lrkit's default rule: two independent estimates of a good LR, averaged in log space.
+
+    It takes the *raw* losses (the finder passes them, see :data:`RAW_INPUT`).
+
+    *Valley estimate* — the steep part of the valley on a curve smoothed without lag (the
+    finder's EMA lags the loss by tens of steps and shifts every feature to higher LRs):
+
+    1. Clip the losses at the starting level (mean of the first 5% of points): above it,
+       how far above says nothing, and diverged values would drag the smoothing.
+    2. Smooth with a Gaussian of 0.2 decade over ``log10(lr)``: symmetric, so no lag.
+    3. Keep the points up to the smoothed minimum. Decline (``None``, with the reason)
+       unless the loss fell by at least 2% of its start.
+    4. The geometric mean of the steepest point and the middle of the descent (from 10% of
+       the total drop to the minimum), capped at the lowest-loss LR / 3.
+
+    *Minimum estimate* — the LR of the lowest EMA-smoothed (β = 0.98) loss ÷ 10, the classic
+    rule.
+
+    ``auto`` is the geometric mean of the two. Each alone errs by up to half a decade, on
+    different tasks; the suggestion-quality benchmark (6 tasks × 4 seeds × constant and
+    one-cycle, ``docs/suggestion.md``) measured the mean's worst-case regret at about half of
+    either's.
+    """
+    x, y = _curve(lrs, losses)
+    if x.size < 5:
+        return _declined("too few points (need at least 5)")
+    valley = _valley_estimate(x, y)
+    if isinstance(valley, Suggestion):
+        return valley
+    log_valley, note = valley
+    log_minimum = float(np.log10(x[int(np.argmin(_ema(y, AUTO_EMA)))] / 10.0))
+    log_lr = 0.5 * (log_valley + log_minimum)
+    index = int(np.argmin(np.abs(np.log10(x) - log_lr)))
     return Suggestion(
         float(10.0**log_lr),
         index,
-        f"between steepest ({10 ** logx[s]:.3g}) and descent middle ({10 ** logx[v]:.3g})",
+        f"geometric mean of the valley ({10**log_valley:.3g}: {note}) and the EMA "
+        f"minimum ÷10 ({10**log_minimum:.3g})",
     )
 
 
