@@ -178,3 +178,23 @@ def test_fine_tune_with_a_given_lr_skips_the_finder() -> None:
     assert res.head_lr == 1e-3 and res.full_lrs == pytest.approx(
         [1e-5, 10**-4.5, 1e-4, 10**-3.5, 1e-3]
     )
+
+
+def test_parameters_on_the_root_module_form_the_first_group() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(1))
+            self.body = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.head(self.body(x * self.scale))
+            return out
+
+    model = Scaled()
+    assert [name for name, _ in layer_groups(model)] == ["(root)", "body", "head"]
+    pg = lrkit.param_groups(model, slice(1e-3, 1e-1))
+    assert pg[0]["params"] == [model.scale] and pg[0]["lr"] == pytest.approx(1e-3)
+    lrkit.freeze(model)
+    assert not model.scale.requires_grad and model.head.weight.requires_grad
