@@ -8,10 +8,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
 from lrkit import schedules, suggest
+from lrkit._plot import plot_schedule  # matplotlib is imported only when it is called
 from lrkit.finder import FinderResult, find_lr
 from lrkit.finetune import FineTuneResult, fine_tune
 from lrkit.groups import describe_groups, freeze, param_groups, unfreeze
@@ -21,10 +19,6 @@ from lrkit.tasks import Task, get_task
 from lrkit.torch_sched import ScheduleLR, to_torch
 from lrkit.train import History, fit
 from lrkit.vectorized import fit_many
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 __all__ = [
     "FinderResult",
@@ -50,19 +44,3 @@ __all__ = [
     "unfreeze",
 ]
 __version__ = "0.1.0"
-
-
-def plot_schedule(
-    schedules: Any,
-    steps: int,
-    path: str | Path | None = None,
-    ax: Axes | None = None,
-    labels: list[str] | None = None,
-) -> Figure:
-    """Plot one schedule or several (objects or specs) over ``steps``; momentum on a twin axis.
-
-    Matplotlib (the ``plot`` extra) is imported only when this is called.
-    """
-    from lrkit._plot import plot_schedule as plot
-
-    return plot(schedules, steps, path=path, ax=ax, labels=labels)

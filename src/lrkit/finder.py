@@ -345,18 +345,6 @@ def _cycle(loader: Iterable[Any], name: str) -> Iterator[Any]:
             raise ValueError(f"{name} yielded no batches; give it at least one batch")
 
 
-class _Ema:
-    """Exponential moving average with bias correction: ``avg_t / (1 - beta**t)``."""
-
-    def __init__(self, beta: float) -> None:
-        self.beta, self.avg, self.t = beta, 0.0, 0
-
-    def update(self, value: float) -> float:
-        self.t += 1
-        self.avg = self.beta * self.avg + (1 - self.beta) * value
-        return self.avg / (1 - self.beta**self.t)
-
-
 def _run_once(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -374,7 +362,7 @@ def _run_once(
     bar: Any,
 ) -> Curve:
     curve = Curve([], [], [], [] if val_set is not None else None)
-    ema = _Ema(smooth)
+    ema = _suggest.Ema(smooth)
     best = math.inf
     scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
@@ -500,7 +488,7 @@ def _run_vectorized(
         stream = _cycle(loader, "train_loader")
         streams.append((next(stream), stream))
     curves = [Curve([], [], []) for _ in range(runs)]
-    emas = [_Ema(smooth) for _ in range(runs)]
+    emas = [_suggest.Ema(smooth) for _ in range(runs)]
     best = [math.inf] * runs
     active = torch.ones(runs, dtype=torch.bool, device=device)
     for i, lr in enumerate(lrs):

@@ -156,13 +156,25 @@ AUTO_CAP = 3.0  # the valley estimate never exceeds (LR of the lowest loss) / AU
 AUTO_EMA = 0.98  # beta of the EMA whose minimum (÷10) is the second estimate
 
 
+class Ema:
+    """Exponential moving average with bias correction: ``avg_t / (1 - beta**t)``.
+
+    Online (``update`` one value at a time), as the finder smooths while it runs.
+    """
+
+    def __init__(self, beta: float) -> None:
+        self.beta, self.avg, self.t = beta, 0.0, 0
+
+    def update(self, value: float) -> float:
+        self.t += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * value
+        return self.avg / (1 - self.beta**self.t)
+
+
 def _ema(y: FloatArray, beta: float) -> FloatArray:
-    """Bias-corrected exponential moving average (the finder's smoothing)."""
-    out, avg = np.empty_like(y), 0.0
-    for t, value in enumerate(y, start=1):
-        avg = beta * avg + (1 - beta) * value
-        out[t - 1] = avg / (1 - beta**t)
-    return out
+    """The finder's smoothing of a whole curve."""
+    ema = Ema(beta)
+    return np.array([ema.update(float(v)) for v in y], dtype=np.float64)
 
 
 def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, str] | Suggestion:

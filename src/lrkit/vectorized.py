@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from lrkit._batched import VectorizedOptimizer, check_vectorizable
 from lrkit._steps import seed_all, to_device
 from lrkit.schedules import Schedule, for_run
+from lrkit.tasks import OPTIMIZERS
 from lrkit.train import METRICS, History
 
 __all__ = ["VectorizedOptimizer", "check_vectorizable", "fit_many"]
@@ -249,7 +250,7 @@ def _loop(
     shared = [list(loaders[0]) for _ in range(epochs)] if len(loaders) == 1 else None
     histories = []
     for i, (model, schedule) in enumerate(zip(members, scheds, strict=True)):
-        opt = TORCH_OPTIMIZERS[optimizer](model.to(dev).parameters(), lr=schedule(0), **options)
+        opt = OPTIMIZERS[optimizer](model.to(dev).parameters(), lr=schedule(0), **options)
         histories.append(fit(
             model, opt, _Replay(shared) if shared is not None else loaders[i], criterion, epochs,
             schedule=schedule, val_loader=val_loader, metrics=metrics, seed=seed,
@@ -271,14 +272,6 @@ class _Replay:
         batches = self.epochs[min(self.next, len(self.epochs) - 1)]
         self.next += 1
         return iter(batches)
-
-
-TORCH_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "nadam": torch.optim.NAdam,
-}
 
 
 def _batches(loaders: list[Iterable[Any]]) -> Iterable[Any]:

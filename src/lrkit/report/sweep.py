@@ -96,6 +96,14 @@ def summarize(records: list[RunRecord], metric: str) -> list[ConfigSummary]:
     return out
 
 
+def by_line(summaries: list[ConfigSummary]) -> dict[tuple[str, str], list[ConfigSummary]]:
+    """Configs grouped per (schedule, optimizer): one sensitivity line each, LR ascending."""
+    lines: dict[tuple[str, str], list[ConfigSummary]] = defaultdict(list)
+    for s in sorted(summaries, key=lambda s: s.lr):
+        lines[(s.schedule, s.optimizer)].append(s)
+    return dict(sorted(lines.items()))
+
+
 def ranked(summaries: list[ConfigSummary], metric: str) -> list[ConfigSummary]:
     """Best first; a config with any diverged or failed run ranks after every clean one."""
     sign = -1.0 if metric in HIGHER_IS_BETTER else 1.0
@@ -191,13 +199,10 @@ def sensitivity_figure(summaries: list[ConfigSummary], metric: str) -> Any:
     from plotly.colors import qualitative
 
     fig = go.Figure()
-    lines: dict[tuple[str, str], list[ConfigSummary]] = defaultdict(list)
-    for s in summaries:
-        lines[(s.schedule, s.optimizer)].append(s)
+    lines = by_line(summaries)
     best = ranked(summaries, metric)
-    for i, ((schedule, optimizer), group) in enumerate(sorted(lines.items())):
+    for i, ((schedule, optimizer), group) in enumerate(lines.items()):
         color = qualitative.Plotly[i % len(qualitative.Plotly)]
-        group = sorted(group, key=lambda s: s.lr)
         ok = [s for s in group if s.values]
         name = f"{schedule} · {optimizer}"
         if ok:
@@ -296,11 +301,8 @@ def write_pngs(directory: Path, summaries: list[ConfigSummary], metric: str) -> 
     from lrkit._plot import new_axes, save
 
     fig, ax = new_axes(None)
-    lines: dict[tuple[str, str], list[ConfigSummary]] = defaultdict(list)
-    for s in summaries:
-        lines[(s.schedule, s.optimizer)].append(s)
-    for (schedule, optimizer), group in sorted(lines.items()):
-        ok = sorted((s for s in group if s.values), key=lambda s: s.lr)
+    for (schedule, optimizer), group in by_line(summaries).items():
+        ok = [s for s in group if s.values]
         if not ok:
             continue
         xs = [s.lr for s in ok]

@@ -72,6 +72,10 @@ class SweepSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.folds, int) and not isinstance(self.folds, bool):
+            if self.folds < 2:
+                raise ValueError(f"folds must be >= 2 when an int (got {self.folds})")
+            self.n_folds = self.folds  # folds=n: every fold of n
         self.validate()
 
     def validate(self) -> None:
@@ -126,9 +130,6 @@ class SweepSpec:
         if self.folds is None:
             return [None]
         if isinstance(self.folds, int) and not isinstance(self.folds, bool):
-            if self.folds < 2:
-                raise ValueError(f"folds must be >= 2 when an int (got {self.folds})")
-            self.n_folds = self.folds
             return list(range(self.folds))
         return [int(f) for f in self.folds]  # type: ignore[union-attr]
 
