@@ -483,8 +483,8 @@ def test_bare_names_say_what_is_missing() -> None:
 def test_plot_schedule_overlays_and_puts_momentum_on_a_twin_axis() -> None:
     import lrkit
 
-    fig = lrkit.plot_schedule([S.one_cycle(max_lr=0.1, total_steps=50), "cosine(lr=0.05, steps=50)"],
-                              steps=50)  # fmt: skip
+    both = [S.one_cycle(max_lr=0.1, total_steps=50), "cosine(lr=0.05, steps=50)"]
+    fig = lrkit.plot_schedule(both, steps=50)
     lr_ax, momentum_ax = fig.axes
     assert [len(line.get_ydata()) for line in lr_ax.lines] == [50, 50]
     assert max(lr_ax.lines[0].get_ydata()) == pytest.approx(0.1)
