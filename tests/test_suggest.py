@@ -138,3 +138,35 @@ def test_rules_reject_mismatched_or_unsorted_inputs() -> None:
         suggest.steepest(LRS, np.ones(3))
     with pytest.raises(ValueError, match="strictly increasing"):
         suggest.steepest(LRS[::-1], np.ones(LRS.size))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_auto_declines_pure_batch_noise(seed: int) -> None:
+    # Flat at 2.3 with 3.5% batch noise: its smoothed dips can pass 1%, but not the noise test.
+    rng = np.random.default_rng(seed)
+    got = suggest.auto(LRS, 2.3 + rng.normal(0, 0.08, X.size))
+    assert got.lr is None
+    assert "no clear valley" in got.note
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auto_finds_a_shallow_valley_above_the_noise(seed: int) -> None:
+    # LeNet with plain SGD: flat at 2.30 until a dip of a few % at 1e-1, then divergence.
+    rng = np.random.default_rng(seed)
+    dip = 0.1 * np.exp(-0.5 * ((X + 1.0) / 0.2) ** 2)
+    y = 2.3 - dip + np.where(X > -0.6, 10 * (X + 0.6), 0.0) + rng.normal(0, 0.01, X.size)
+    got = suggest.auto(LRS, y)
+    assert got.lr is not None, got.note
+    assert -2.0 < np.log10(got.lr) < -0.9
+
+
+def test_auto_ignores_low_noise_before_the_descent() -> None:
+    # A shallow dip at 1e-1, but the first batches happened to score lower still: the EMA's
+    # minimum sits at the start, which is noise, not the valley.
+    rng = np.random.default_rng(0)
+    y = 2.3 - 0.15 * np.exp(-0.5 * ((X + 1.0) / 0.2) ** 2) + rng.normal(0, 0.005, X.size)
+    y = y + np.where(X > -0.6, 10 * (X + 0.6), 0.0)
+    y[:2] = 2.25
+    got = suggest.auto(LRS, y)
+    assert got.lr is not None, got.note
+    assert -3.0 < np.log10(got.lr) < -0.9

@@ -139,18 +139,25 @@ def valley(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArr
     )
 
 
-def _gaussian_smooth(logx: FloatArray, y: FloatArray, width: float) -> FloatArray:
-    """Kernel-smooth ``y`` over ``log10(lr)`` with a Gaussian of ``width`` decades.
-
-    Smoothing on the LR axis, not on the step index, treats dense and sparse sweeps alike.
-    """
+def _gaussian_weights(logx: FloatArray, width: float) -> FloatArray:
+    """Row-normalised Gaussian kernel weights over ``log10(lr)`` (``width`` decades): smoothing
+    on the LR axis, not on the step index, treats dense and sparse sweeps alike."""
     d = logx[:, None] - logx[None, :]
     w = np.exp(-0.5 * (d / width) ** 2)
-    return np.asarray((w @ y) / w.sum(axis=1), dtype=np.float64)
+    return np.asarray(w / w.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _smoothing_error(y: FloatArray, smoothed: FloatArray, weights: FloatArray) -> float:
+    """Standard error of one smoothed point: the batch noise (robust scale of the residuals)
+    shrunk by the number of points the kernel effectively averages."""
+    residual = y - smoothed
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    return noise * float(np.median(np.sqrt((weights**2).sum(axis=1))))
 
 
 AUTO_WIDTH = 0.2  # decades: standard deviation of the Gaussian smoothing over log10(lr)
-AUTO_MIN_DROP = 0.02  # the loss must fall by 2% of its starting value to count as a valley
+AUTO_MIN_DROP = 0.01  # the loss must fall by 1% of its starting value to count as a valley
+AUTO_MIN_SIGNAL = 4.0  # ... and by 4 standard errors of the smoothed curve (not by noise)
 AUTO_DESCENT_START = 0.1  # the descent begins once 10% of the total drop is made
 AUTO_CAP = 3.0  # the valley estimate never exceeds (LR of the lowest loss) / AUTO_CAP
 AUTO_EMA = 0.98  # beta of the EMA whose minimum (÷10) is the second estimate
@@ -177,20 +184,27 @@ def _ema(y: FloatArray, beta: float) -> FloatArray:
     return np.array([ema.update(float(v)) for v in y], dtype=np.float64)
 
 
-def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, str] | Suggestion:
-    """The steep part of the valley, read off a lag-free smoothing (log10 LR, note), or a
-    declining :class:`Suggestion` when there is no valley."""
+def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, int, str] | Suggestion:
+    """The steep part of the valley, read off a lag-free smoothing (log10 LR, the index where
+    the descent starts, note), or a declining :class:`Suggestion` when there is no valley."""
     head = max(int(np.ceil(0.05 * x.size)), 1)
     start_level = float(np.mean(y[:head]))
-    logx = np.log10(x)
-    smoothed = _gaussian_smooth(logx, np.minimum(y, start_level), AUTO_WIDTH)
+    logx, clipped = np.log10(x), np.minimum(y, start_level)
+    weights = _gaussian_weights(logx, AUTO_WIDTH)
+    smoothed = weights @ clipped
     lowest = int(np.argmin(smoothed))
     if lowest < 2:
         return _declined("no clear valley: the loss was lowest at the start and never fell")
+    error = _smoothing_error(y[: lowest + 1], (weights @ y)[: lowest + 1], weights)
     logx, smoothed = logx[: lowest + 1], smoothed[: lowest + 1]
     drop = (smoothed[0] - smoothed[-1]) / max(abs(smoothed[0]), 1e-12)
     if drop < AUTO_MIN_DROP:
         return _declined(f"no clear valley: the loss fell only {100 * drop:.1f}% before rising")
+    if smoothed[0] - smoothed[-1] < AUTO_MIN_SIGNAL * np.sqrt(2.0) * error:
+        return _declined(
+            f"no clear valley: the loss fell {100 * drop:.1f}%, within the batch noise "
+            f"(±{error:.3g} after smoothing)"
+        )
     slope = np.gradient(smoothed, logx)
     s = int(np.argmin(slope))
     # The descent starts where the loss has made 10% of its total drop: before that the
@@ -199,7 +213,7 @@ def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, str] | Sugges
     v_start = int(np.argmax(fallen >= AUTO_DESCENT_START))
     v = (v_start + lowest) // 2
     log_lr = min(0.5 * (logx[s] + logx[v]), float(logx[lowest] - np.log10(AUTO_CAP)))
-    return log_lr, f"steepest {10 ** logx[s]:.3g}, descent middle {10 ** logx[v]:.3g}"
+    return log_lr, v_start, f"steepest {10 ** logx[s]:.3g}, descent middle {10 ** logx[v]:.3g}"
 
 
 def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
@@ -214,12 +228,14 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
        how far above says nothing, and diverged values would drag the smoothing.
     2. Smooth with a Gaussian of 0.2 decade over ``log10(lr)``: symmetric, so no lag.
     3. Keep the points up to the smoothed minimum. Decline (``None``, with the reason)
-       unless the loss fell by at least 2% of its start.
+       unless the loss fell by at least 1% of its start and by more than the batch noise
+       can explain (4 standard errors of a smoothed point, from the residuals' robust
+       scale).
     4. The geometric mean of the steepest point and the middle of the descent (from 10% of
        the total drop to the minimum), capped at the lowest-loss LR / 3.
 
-    *Minimum estimate* — the LR of the lowest EMA-smoothed (β = 0.98) loss ÷ 10, the classic
-    rule.
+    *Minimum estimate* — the LR of the lowest EMA-smoothed (β = 0.98) loss from the start of
+    the descent on, ÷ 10: the classic rule.
 
     ``auto`` is the geometric mean of the two. Each alone errs by up to half a decade, on
     different tasks; the suggestion-quality benchmark (6 tasks × 4 seeds × constant and
@@ -232,8 +248,10 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
     valley = _valley_estimate(x, y)
     if isinstance(valley, Suggestion):
         return valley
-    log_valley, note = valley
-    log_minimum = float(np.log10(x[int(np.argmin(_ema(y, AUTO_EMA)))] / 10.0))
+    log_valley, start, note = valley
+    # Before the descent starts the curve is flat: a lower EMA there is batch noise.
+    lowest_ema = start + int(np.argmin(_ema(y, AUTO_EMA)[start:]))
+    log_minimum = float(np.log10(x[lowest_ema] / 10.0))
     log_lr = 0.5 * (log_valley + log_minimum)
     index = int(np.argmin(np.abs(np.log10(x) - log_lr)))
     return Suggestion(
