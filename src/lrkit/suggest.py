@@ -157,7 +157,7 @@ def _smoothing_error(y: FloatArray, smoothed: FloatArray, weights: FloatArray) -
 
 AUTO_WIDTH = 0.2  # decades: standard deviation of the Gaussian smoothing over log10(lr)
 AUTO_MIN_DROP = 0.01  # the loss must fall by 1% of its starting value to count as a valley
-AUTO_MIN_SIGNAL = 4.0  # ... and by 4 standard errors of the smoothed curve (not by noise)
+AUTO_MIN_SIGNAL = 4.0  # ... and by 4 standard errors of a smoothed point (not by noise)
 AUTO_DESCENT_START = 0.1  # the descent begins once 10% of the total drop is made
 AUTO_CAP = 3.0  # the valley estimate never exceeds (LR of the lowest loss) / AUTO_CAP
 AUTO_EMA = 0.98  # beta of the EMA whose minimum (÷10) is the second estimate
@@ -200,7 +200,7 @@ def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, int, str] | S
     drop = (smoothed[0] - smoothed[-1]) / max(abs(smoothed[0]), 1e-12)
     if drop < AUTO_MIN_DROP:
         return _declined(f"no clear valley: the loss fell only {100 * drop:.1f}% before rising")
-    if smoothed[0] - smoothed[-1] < AUTO_MIN_SIGNAL * np.sqrt(2.0) * error:
+    if smoothed[0] - smoothed[-1] < AUTO_MIN_SIGNAL * error:
         return _declined(
             f"no clear valley: the loss fell {100 * drop:.1f}%, within the batch noise "
             f"(±{error:.3g} after smoothing)"
@@ -230,7 +230,7 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
     3. Keep the points up to the smoothed minimum. Decline (``None``, with the reason)
        unless the loss fell by at least 1% of its start and by more than the batch noise
        can explain (4 standard errors of a smoothed point, from the residuals' robust
-       scale).
+       scale; a flat curve of pure noise still passes about 1 time in 15).
     4. The geometric mean of the steepest point and the middle of the descent (from 10% of
        the total drop to the minimum), capped at the lowest-loss LR / 3.
 
@@ -238,9 +238,9 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
     the descent on, ÷ 10: the classic rule.
 
     ``auto`` is the geometric mean of the two. Each alone errs by up to half a decade, on
-    different tasks; the suggestion-quality benchmark (6 tasks × 4 seeds × constant and
-    one-cycle, ``docs/suggestion.md``) measured the mean's worst-case regret at about half of
-    either's.
+    different tasks; on the first six tasks of the suggestion-quality benchmark (4 seeds,
+    constant LR and one-cycle) the mean's worst-case regret was about half of either's.
+    ``docs/suggestion.md`` has that evidence and the suite's later tasks.
     """
     x, y = _curve(lrs, losses)
     if x.size < 5:
