@@ -230,7 +230,7 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
     3. Keep the points up to the smoothed minimum. Decline (``None``, with the reason)
        unless the loss fell by at least 1% of its start and by more than the batch noise
        can explain (4 standard errors of a smoothed point, from the residuals' robust
-       scale; a flat curve of pure noise still passes about 1 time in 15).
+       scale; a flat curve of pure noise still passes 1 time in 10 to 20).
     4. The geometric mean of the steepest point and the middle of the descent (from 10% of
        the total drop to the minimum), capped at the lowest-loss LR / 3.
 
