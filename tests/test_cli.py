@@ -6,11 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.conftest import make_data, make_model
+from torch import nn
 from typer.testing import CliRunner
 
 from lrkit.cli import app
+from lrkit.tasks import Task
 
 runner = CliRunner()
+
+
+def tiny_task() -> Task:
+    """128 samples in batches of 32: a 40-step range test goes through them 10 times."""
+    return Task(
+        name="tiny", make_model=lambda seed: make_model(), train=make_data(128),
+        val=make_data(64, seed=1), criterion=nn.CrossEntropyLoss(), batch_size=32,
+    )  # fmt: skip
 
 
 def test_find_prints_suggestions_and_writes_plot_and_json(tmp_path: Path) -> None:
@@ -21,6 +32,15 @@ def test_find_prints_suggestions_and_writes_plot_and_json(tmp_path: Path) -> Non
     data = json.loads((tmp_path / "finder.json").read_text())
     assert len(data["curves"][0]["lrs"]) <= 30
     assert (tmp_path / "finder.png").stat().st_size > 10_000
+
+
+def test_find_on_tiny_data_prints_the_caveat(tmp_path: Path) -> None:
+    args = ["find", "tests.test_cli:tiny_task", "--steps", "40", "-o", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "caveat:" in result.output
+    assert "10.0 times" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "finder.json").read_text())["data_passes"] == 10.0
 
 
 def test_unknown_task_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:

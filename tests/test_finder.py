@@ -261,6 +261,7 @@ def test_unstable_suggestions_are_flagged_in_repr_and_plot() -> None:
     )
     assert res.unstable == ["auto"]
     assert "UNSTABLE" in repr(res)
+    assert len(res.caveats) == 1 and "auto moved more than 0.5 decade" in res.caveats[0]
     fig = res.plot()
     ax = fig.axes[0]
     assert "unstable" in ax.get_title()
@@ -482,3 +483,35 @@ def test_suggestion_for_a_schedule_scales_by_its_measured_factor(
         res.suggestion_for("linear")
     with pytest.raises(ValueError, match="for_schedule must be one of"):
         lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), for_schedule="sgdr")
+
+
+@pytest.mark.parametrize(
+    ("steps", "accumulation", "flagged"),
+    [(16, 1, False), (20, 1, True), (8, 2, False), (10, 2, True)],
+)
+def test_a_range_test_that_cycles_tiny_data_says_so(
+    data: TensorDataset, steps: int, accumulation: int, flagged: bool
+) -> None:
+    loader = DataLoader(data, batch_size=64, shuffle=True)  # 4 batches
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    res = lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), num_steps=steps,
+                        accumulation_steps=accumulation, progress=False)  # fmt: skip
+    assert res.data_passes == steps * accumulation / 4
+    tiny = [c for c in res.caveats if "went through the training data" in c]
+    assert bool(tiny) == flagged
+    assert ("TINY DATA" in repr(res)) == flagged
+    if flagged:
+        assert f"{res.data_passes:.1f} times" in tiny[0] and "around-finder" in tiny[0]
+
+
+def test_a_loader_without_length_has_no_data_passes(data: TensorDataset) -> None:
+    class Stream:
+        def __iter__(self) -> Any:
+            return iter(DataLoader(data, batch_size=64))
+
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    res = lrkit.find_lr(model, opt, Stream(), nn.CrossEntropyLoss(), num_steps=40, progress=False)
+    assert res.data_passes is None
+    assert res.caveats == []

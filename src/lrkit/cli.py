@@ -106,8 +106,8 @@ def find(
     result.save(output / "finder.json")
     result.plot(output / "finder.png")
     console.print(suggestions_table(result, f"LR suggestions for {escape(t.name)}"))
-    if result.unstable:
-        console.print(f"[yellow]unstable over runs:[/] {', '.join(result.unstable)}")
+    for caveat in result.caveats:
+        console.print(f"[yellow]caveat:[/] {escape(caveat)}")
     per_schedule = ", ".join(
         f"{name} {lr:.3g}"
         for name in ("constant", "one_cycle", "cosine")

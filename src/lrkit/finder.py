@@ -37,6 +37,14 @@ Mode = Literal["exp", "linear"]
 UNSTABLE_DECADES = 0.5
 """A suggestion whose runs spread over more than this many decades is flagged unstable."""
 
+TINY_DATA_PASSES = 5.0
+"""A range test that goes through the training data this many times or more is flagged.
+
+On so small a dataset the loss falls for the training it has had as much as for the LR, and
+train loss says nothing of overfitting. In the suggestion-quality suite the three tasks whose
+range test went through the data 7-12 times had the three largest constant-LR regrets
+(2.2-3.7%); the five others, 2-4 times, at most 1.05%. ``docs/suggestion.md`` has the numbers."""
+
 SCHEDULE_FACTORS: dict[str, float] = {"constant": 0.67, "one_cycle": 1.25, "cosine": 1.25}
 """``auto``'s suggestion for a schedule = its LR × this factor (the schedule's peak LR).
 
@@ -78,7 +86,9 @@ class FinderResult:
     ``lrs``, ``losses``, ``smoothed`` (and ``val_losses``) are the first run's curve;
     ``curves`` holds every run. ``suggestions`` maps each rule of :mod:`lrkit.suggest` to its
     LR (the geometric median over runs) or ``None``; ``notes`` says why for each; ``spread``
-    is the max-min of each rule's log10 suggestions over runs (0 for one run).
+    is the max-min of each rule's log10 suggestions over runs (0 for one run);
+    ``data_passes`` is how many times one range test went through the training data (``None``
+    when the loader has no length). :attr:`caveats` says when to trust a suggestion less.
     """
 
     curves: list[Curve]
@@ -92,6 +102,7 @@ class FinderResult:
     group: int | None = None
     num_steps: int = 0
     elapsed_s: float = 0.0
+    data_passes: float | None = None
 
     @property
     def lrs(self) -> list[float]:
@@ -145,6 +156,23 @@ class FinderResult:
         return [m for m, s in self.spread.items() if s > UNSTABLE_DECADES]
 
     @property
+    def caveats(self) -> list[str]:
+        """Why to trust the suggestion less, each with what to do; empty when none applies."""
+        out = []
+        if self.unstable:
+            out.append(
+                f"unstable over runs: {', '.join(self.unstable)} moved more than "
+                f"{UNSTABLE_DECADES} decade between data orders; prefer a stable rule"
+            )
+        if self.data_passes is not None and self.data_passes >= TINY_DATA_PASSES:
+            out.append(
+                f"the range test went through the training data {self.data_passes:.1f} times: "
+                "on a dataset this small the loss falls from training as much as from the LR; "
+                "confirm with a short sweep around the suggestion (lrs='around-finder')"
+            )
+        return out
+
+    @property
     def group_suggestions(self) -> list[float] | None:
         """The suggestion for each param group, keeping the optimizer's LR ratios (``None``
         after ``find_lr(group=i)``, which suggests for group ``i`` alone)."""
@@ -165,6 +193,8 @@ class FinderResult:
         )
         if self.unstable:
             text += f", UNSTABLE over runs: {', '.join(self.unstable)}"
+        if self.data_passes is not None and self.data_passes >= TINY_DATA_PASSES:
+            text += f", TINY DATA: {self.data_passes:.1f} passes"
         return text + ")"
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,6 +212,7 @@ class FinderResult:
             "group": self.group,
             "num_steps": self.num_steps,
             "elapsed_s": self.elapsed_s,
+            "data_passes": self.data_passes,
             "curves": [vars(c).copy() for c in self.curves],
         }
 
@@ -199,6 +230,7 @@ class FinderResult:
             group=data.get("group"),
             num_steps=int(data["num_steps"]),
             elapsed_s=float(data["elapsed_s"]),
+            data_passes=data.get("data_passes"),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -707,4 +739,14 @@ def find_lr(
         group=group,
         num_steps=num_steps,
         elapsed_s=time.perf_counter() - started,
+        data_passes=_data_passes(train_loader, num_steps * accumulation_steps),
     )
+
+
+def _data_passes(loader: Iterable[Any], batches: int) -> float | None:
+    """How many times ``batches`` batches go through ``loader`` (``None``: no length)."""
+    try:
+        size = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return batches / size if size > 0 else None
