@@ -500,7 +500,7 @@ def test_a_range_test_that_cycles_tiny_data_says_so(
     assert res.data_passes == steps * accumulation / 4
     tiny = [c for c in res.caveats if "went through the training data" in c]
     assert bool(tiny) == flagged
-    assert ("TINY DATA" in repr(res)) == flagged
+    assert ("TINY DATA" in repr(res)) == flagged == res.tiny_data
     if flagged:
         assert f"{res.data_passes:.1f} times" in tiny[0] and "around-finder" in tiny[0]
 

@@ -68,7 +68,7 @@ def write(results: dict[str, Any], directory: Path) -> None:
     summ = summary(results)
     for protocol, title in PROTOCOL_NAMES.items():
         lines += [f"## {title}: regret as % of the range from the oracle's best to the "
-                  "untrained model (mean of 4 seeds)", ""]  # fmt: skip
+                  f"untrained model (mean of {results.get('seeds', 4)} seeds)", ""]  # fmt: skip
         lines += ["| rule | median | worst | tasks within 1% | better than fixed default |",
                   "| --- | --- | --- | --- | --- |"]  # fmt: skip
         for rule, s in sorted(summ[protocol].items(), key=lambda kv: kv[1]["median"]):

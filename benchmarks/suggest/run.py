@@ -2,7 +2,7 @@
 
     make bench-suggest        # = .venv/bin/python -m benchmarks.suggest.run
 
-Oracle: 13 half-decade LRs × seeds 0-3 × {constant, one-cycle (LR = max LR), cosine (LR =
+Oracle: 13 half-decade LRs × seeds 0-7 × {constant, one-cycle (LR = max LR), cosine (LR =
 peak)} per task, and quarter-decade points around the best (for ``benchmarks.suggest.fit``),
 stored with ``lrkit.sweep`` in ``benchmarks/results/suggest/<task>/`` (cached and resumable:
 a rerun only trains what is missing). Rules: lrkit's ``auto``, ``steepest``, ``valley``,
@@ -38,7 +38,7 @@ from lrkit.tasks import Task
 from lrkit.train import METRICS
 
 RESULTS = Path("benchmarks/results")
-SEEDS = (0, 1, 2, 3)
+SEEDS = tuple(range(8))
 PROTOCOLS = ("constant", "one_cycle", "cosine")
 HIGHER_IS_BETTER = {"accuracy"}
 
@@ -168,7 +168,7 @@ def main() -> None:
     for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    results: dict[str, Any] = {"tasks": {}}
+    results: dict[str, Any] = {"seeds": len(SEEDS), "tasks": {}}
     for name in names:
         task = TASKS[name]()
         grid = GRIDS["sgd" if task.optimizer == "sgd" else "adam"]

@@ -156,6 +156,12 @@ class FinderResult:
         return [m for m, s in self.spread.items() if s > UNSTABLE_DECADES]
 
     @property
+    def tiny_data(self) -> bool:
+        """Whether one range test went through the training data :data:`TINY_DATA_PASSES`
+        times or more."""
+        return self.data_passes is not None and self.data_passes >= TINY_DATA_PASSES
+
+    @property
     def caveats(self) -> list[str]:
         """Why to trust the suggestion less, each with what to do; empty when none applies."""
         out = []
@@ -164,7 +170,7 @@ class FinderResult:
                 f"unstable over runs: {', '.join(self.unstable)} moved more than "
                 f"{UNSTABLE_DECADES} decade between data orders; prefer a stable rule"
             )
-        if self.data_passes is not None and self.data_passes >= TINY_DATA_PASSES:
+        if self.tiny_data:
             out.append(
                 f"the range test went through the training data {self.data_passes:.1f} times: "
                 "on a dataset this small the loss falls from training as much as from the LR; "
@@ -193,7 +199,7 @@ class FinderResult:
         )
         if self.unstable:
             text += f", UNSTABLE over runs: {', '.join(self.unstable)}"
-        if self.data_passes is not None and self.data_passes >= TINY_DATA_PASSES:
+        if self.tiny_data:
             text += f", TINY DATA: {self.data_passes:.1f} passes"
         return text + ")"
 
