@@ -140,15 +140,15 @@ def test_rules_reject_mismatched_or_unsorted_inputs() -> None:
         suggest.steepest(LRS[::-1], np.ones(LRS.size))
 
 
-def test_auto_declines_pure_batch_noise_nearly_always() -> None:
-    # Flat at 2.3 with 3.5% batch noise: its smoothed dips often pass 1%, rarely 4 standard
-    # errors; without the noise test more than half of these curves got a suggestion.
+def test_auto_declines_small_dips_of_pure_batch_noise() -> None:
+    # Flat at 2.3 with 2% batch noise: its smoothed dips pass 1% about 1 time in 3, rarely
+    # 4 standard errors (without the noise test 31 of these 100 curves got a suggestion).
     got = [
-        suggest.auto(LRS, 2.3 + np.random.default_rng(seed).normal(0, 0.08, X.size))
+        suggest.auto(LRS, 2.3 + np.random.default_rng(seed).normal(0, 0.045, X.size))
         for seed in range(100)
     ]
-    assert sum(g.lr is None for g in got) >= 85
-    assert sum("within the batch noise" in g.note for g in got) >= 20
+    assert sum(g.lr is None for g in got) >= 90
+    assert sum("within the batch noise" in g.note for g in got) >= 15
 
 
 @pytest.mark.parametrize("seed", range(5))
