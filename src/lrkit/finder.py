@@ -42,17 +42,19 @@ TINY_DATA_PASSES = 5.0
 
 On so small a dataset the loss falls for the training it has had as much as for the LR, and
 train loss says nothing of overfitting. In the suggestion-quality suite the three tasks whose
-range test went through the data 7-12 times had the three largest constant-LR regrets
-(2.2-3.7%); the five others, 2-4 times, at most 1.05%. ``docs/suggestion.md`` has the numbers."""
+range test went through the data 7-12 times had the three largest regrets for a constant LR
+(1.5-3.8%; the five others, 2-4 passes, at most 1.4%) and for one-cycle (1.1-5.4%; at most
+0.8%). ``docs/suggestion.md`` has the numbers."""
 
 SCHEDULE_FACTORS: dict[str, float] = {"constant": 0.67, "one_cycle": 1.25, "cosine": 1.25}
 """``auto``'s suggestion for a schedule = its LR × this factor (the schedule's peak LR).
 
 Fitted on the suggestion-quality suite (``make bench-suggest``, then
 ``python -m benchmarks.suggest.fit``: 8 tasks × 4 seeds, each factor the one with the lowest
-mean regret): a constant LR does best a little below ``auto``'s LR; one-cycle and cosine,
-which spend only part of the run at their peak, tolerate a peak 1.9× as high. Fitted
-on each task's neighbours only (leave-one-task-out) the factors move by at most 0.1 decade.
+mean regret; 8 seeds move the fit by at most 0.03 decade): a constant LR does best a little
+below ``auto``'s LR; one-cycle and cosine, which spend only part of the run at their peak,
+tolerate a peak about 1.8× as high. Fitted on each task's neighbours only
+(leave-one-task-out) the factors move by at most 0.07 decade.
 The factors apply to ``auto`` only; the classic rules are reported as they are.
 ``docs/suggestion.md`` has the numbers."""
 
