@@ -129,5 +129,5 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks, rotation=30)
         ax.set(title=PROTOCOL_NAMES[protocol], ylabel="regret, % of range (best to untrained)")
         ax.grid(True, axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     save(fig, path)
