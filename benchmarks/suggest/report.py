@@ -88,7 +88,8 @@ def write(results: dict[str, Any], directory: Path) -> None:
             cells.append("—" if math.isnan(value) else f"{value:.2f}{' ⚠' if value > 0.5 else ''}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Per task (seed 0; ×best = suggested LR / oracle-best LR; ⚠ = the rule's "
-              "suggestion moves > 0.5 decade between seeds 0 and 1)", ""]  # fmt: skip
+              f"suggestions over the {results.get('seeds', 4)} seeds (each its own init and "
+              "data order) span more than half a decade)", ""]  # fmt: skip
     for name, task in results["tasks"].items():
         lines += [f"### {name} (metric: {task['metric']})", "",
                   "| rule | protocol | LR | ×best | metric | regret % |",
