@@ -9,10 +9,13 @@ a rerun only trains what is missing). Rules: lrkit's ``auto``, ``steepest``, ``v
 ``minimum`` from one ``find_lr`` per task and seed; Lightning's ``Tuner.lr_find().suggestion()``;
 torch-lr-finder's steepest point of its own range test; the fixed default (1e-3 for the
 Adam family, 1e-2 for SGD). Each suggestion is trained with the same budget and seed, and
-scored by its **regret**: oracle best − achieved, also as % of the range from the oracle's
-best down to the untrained model (a run that ends worse than not training at all, diverged
-or not, counts as the untrained model: a regression run that blows up to a huge error would
-otherwise stretch the range until every LR looks near-optimal).
+scored by its **regret**: oracle best (that seed's best grid LR) − achieved, also as % of
+the range from the oracle's best down to the untrained model (a run that ends worse than
+not training at all, diverged or not, counts as the untrained model: a regression run that
+blows up to a huge error would otherwise stretch the range until every LR looks
+near-optimal). A second regret, against the task's single best grid LR (seed mean: what a
+grid search would pick), leaves out the luck of each seed's best (``regret_grid_pct``, same
+scale).
 
     .venv/bin/python -m benchmarks.suggest.run [--tasks digits-gru,diabetes-mlp]
 """
@@ -47,6 +50,12 @@ def score(task: Task, record: Any) -> float:
     if record.status != "done" or record.diverged:
         return math.nan
     return float(record.summary["final"][task.metric])
+
+
+def capped(value: float, floor: float, sign: int) -> float:
+    """``value``, or the untrained model's ``floor`` when there is none (no suggestion, a
+    diverged run) or it is worse (``sign``: +1 when higher is better)."""
+    return value if math.isfinite(value) and sign * value > sign * floor else floor
 
 
 def untrained(task: Task, seed: int) -> float:
@@ -180,28 +189,32 @@ def main() -> None:
         for seed in SEEDS:
             extra = sorted({lr for lr in rules[seed].values() if lr is not None})
             oracle |= train(task, name, extra, seeds=(seed,))
+        sign = 1 if task.metric in HIGHER_IS_BETTER else -1
         rows = []
         for protocol in PROTOCOLS:
+            values = {s: [capped(oracle[(protocol, lr, s)], floors[s], sign) for lr in grid]
+                      for s in SEEDS}  # fmt: skip
+            # the grid's best LR for the task (seed mean): the LR a grid search would pick
+            mean = [sum(sign * values[s][i] for s in SEEDS) for i in range(len(grid))]
+            grid_lr = grid[mean.index(max(mean))]
             for seed in SEEDS:
-                sign = 1 if task.metric in HIGHER_IS_BETTER else -1
                 worst = floors[seed]
-
-                def capped(v: float) -> float:  # no suggestion, diverged or worse: untrained
-                    return v if math.isfinite(v) and sign * v > sign * worst else worst  # noqa: B023
-
-                values = [capped(oracle[(protocol, lr, seed)]) for lr in grid]
-                best = max(values, key=lambda v: sign * v)
-                best_lr = grid[values.index(best)]
+                best = max(values[seed], key=lambda v: sign * v)
+                best_lr = grid[values[seed].index(best)]
+                span = abs(best - worst) or 1.0
+                at_grid_lr = values[seed][grid.index(grid_lr)]
                 for key, lr in rules[seed].items():
                     rule, _, only = key.partition("|")
                     if only and only != protocol:
                         continue
-                    achieved = capped(oracle[(protocol, lr, seed)] if lr is not None else math.nan)
+                    got = oracle[(protocol, lr, seed)] if lr is not None else math.nan
+                    achieved = capped(got, worst, sign)
                     regret = sign * (best - achieved)
-                    span = abs(best - worst) or 1.0
                     rows.append({"protocol": protocol, "seed": seed, "rule": rule, "lr": lr,
                                  "best_lr": best_lr, "metric": achieved, "best": best,
-                                 "regret": regret, "regret_pct": 100 * regret / span})  # fmt: skip
+                                 "regret": regret, "regret_pct": 100 * regret / span,
+                                 "regret_grid_pct": 100 * sign * (at_grid_lr - achieved)
+                                 / span})  # fmt: skip
         flat = {f"{p}|{lr}|{s}": v for (p, lr, s), v in oracle.items()}
         results["tasks"][name] = {"metric": task.metric, "rows": rows, "grid": grid,
                                   "oracle": flat, "untrained": floors,
