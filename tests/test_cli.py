@@ -126,6 +126,22 @@ def test_every_command_has_help() -> None:
         assert result.exit_code == 0 and "Usage" in result.output
 
 
+def test_finetune_on_tiny_data_prints_each_finders_caveat(tmp_path: Path) -> None:
+    import torch
+
+    ckpt = tmp_path / "pre.pt"
+    torch.save(make_model(3).state_dict(), ckpt)
+    result = runner.invoke(
+        app,
+        ["finetune", "tests.test_cli:tiny_task", "--pretrained", str(ckpt), "--epochs", "2",
+         "--freeze-epochs", "1", "-o", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "head finder caveat:" in text and "all finder caveat:" in text
+    assert "went through the training data" in text
+
+
 def test_finetune_from_a_checkpoint_with_a_new_head(tmp_path: Path) -> None:
     import torch
     from torch import nn

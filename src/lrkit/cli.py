@@ -316,6 +316,9 @@ def finetune(
     console.print(f"loaded {len(loaded)} tensors from {pretrained}; new: {new}", markup=False)
     spread = ", ".join(f"{x:.2g}" for x in result.full_lrs)
     console.print(f"head: lr {result.head_lr:.3g}; all: lrs {spread}")
+    for stage, finder in (("head", result.head_finder), ("all", result.full_finder)):
+        for caveat in finder.caveats if finder is not None else []:
+            console.print(f"[yellow]{stage} finder caveat:[/] {escape(caveat)}")
     for stage, history in (("head", result.head_history), ("all", result.full_history)):
         for row in history.epochs:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
