@@ -20,7 +20,7 @@ import statistics
 from typing import Any
 
 import numpy as np
-from benchmarks.suggest.run import HIGHER_IS_BETTER, PROTOCOLS, RESULTS, SEEDS
+from benchmarks.suggest.run import HIGHER_IS_BETTER, PROTOCOLS, RESULTS, SEEDS, capped
 
 from lrkit.finder import SCHEDULE_FACTORS
 from lrkit.sweeps import Store
@@ -41,14 +41,15 @@ class Oracle:
             points.setdefault((c["schedule"], c["seed"]), {})[c["lr"]] = value
         self.curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, float, float]] = {}
         for (protocol, seed), found in points.items():
-            floor = self.sign * task["untrained"][str(seed)]
+            floor = task["untrained"][str(seed)]
             lrs = sorted(found)
-            y = np.array([self._capped(found[lr], floor) for lr in lrs])
-            best = max(self._capped(found[lr], floor) for lr in task["grid"])
-            self.curves[protocol, seed] = (np.log10(lrs), y, best, floor)
+            y = np.array([self._scored(found[lr], floor) for lr in lrs])
+            best = max(self._scored(found[lr], floor) for lr in task["grid"])
+            self.curves[protocol, seed] = (np.log10(lrs), y, best, self.sign * floor)
 
-    def _capped(self, value: float, floor: float) -> float:
-        return self.sign * value if math.isfinite(value) and self.sign * value > floor else floor
+    def _scored(self, value: float, floor: float) -> float:
+        """``value`` capped at the untrained model, signed so that higher is better."""
+        return self.sign * capped(value, floor, self.sign)
 
     def regret(self, protocol: str, seed: int, lr: float | None) -> float:
         logx, y, best, floor = self.curves[protocol, seed]

@@ -22,20 +22,9 @@ def summary(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     regret against the task's best grid LR instead of each seed's best)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for protocol in PROTOCOL_NAMES:
-        per_rule: dict[str, list[float]] = defaultdict(list)
-        per_rule_grid: dict[str, list[float]] = defaultdict(list)
-        default: list[float] = []
-        for task in results["tasks"].values():
-            by_rule: dict[str, list[float]] = defaultdict(list)
-            by_rule_grid: dict[str, list[float]] = defaultdict(list)
-            for row in task["rows"]:
-                if row["protocol"] == protocol:
-                    by_rule[row["rule"]].append(row["regret_pct"])
-                    by_rule_grid[row["rule"]].append(row["regret_grid_pct"])
-            for rule, values in by_rule.items():
-                per_rule[rule].append(statistics.fmean(values))
-                per_rule_grid[rule].append(statistics.fmean(by_rule_grid[rule]))
-            default.append(statistics.fmean(by_rule["fixed default"]))
+        per_rule = _task_means(results, protocol, "regret_pct")
+        per_rule_grid = _task_means(results, protocol, "regret_grid_pct")
+        default = per_rule["fixed default"]
         out[protocol] = {}
         for rule, values in per_rule.items():
             out[protocol][rule] = {
@@ -48,6 +37,19 @@ def summary(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
                 "grid_median": statistics.median(per_rule_grid[rule]),
                 "grid_worst": max(per_rule_grid[rule]),
             }  # fmt: skip
+    return out
+
+
+def _task_means(results: dict[str, Any], protocol: str, field: str) -> dict[str, list[float]]:
+    """{rule: [the seed mean of ``field`` on each task, in task order]} for ``protocol``."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for task in results["tasks"].values():
+        by_rule: dict[str, list[float]] = defaultdict(list)
+        for row in task["rows"]:
+            if row["protocol"] == protocol:
+                by_rule[row["rule"]].append(row[field])
+        for rule, values in by_rule.items():
+            out[rule].append(statistics.fmean(values))
     return out
 
 
@@ -129,13 +131,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     rules = sorted({row["rule"] for t in results["tasks"].values() for row in t["rows"]})
     width = 0.8 / len(rules)
     for ax, protocol in zip(axes, PROTOCOL_NAMES, strict=True):
+        means = _task_means(results, protocol, "regret_pct")
         for i, rule in enumerate(rules):
-            values = []
-            for name in tasks:
-                rows = [r["regret_pct"] for r in results["tasks"][name]["rows"]
-                        if r["rule"] == rule and r["protocol"] == protocol]  # fmt: skip
-                values.append(statistics.fmean(rows))
-            ax.bar([t + i * width for t in range(len(tasks))], values, width, label=rule)
+            ax.bar([t + i * width for t in range(len(tasks))], means[rule], width, label=rule)
         ax.set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks, rotation=30)
         ax.set(title=PROTOCOL_NAMES[protocol], ylabel="regret, % of range (best to untrained)")
         ax.grid(True, axis="y", alpha=0.3)

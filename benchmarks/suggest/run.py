@@ -82,6 +82,18 @@ def train(
     return out
 
 
+def grid_best_lr(
+    task: Task, grid: list[float], oracle: dict[tuple[str, float, int], float],
+    floors: dict[int, float], protocol: str,
+) -> float:  # fmt: skip
+    """The grid LR with the best seed-mean metric (capped at the untrained model): the LR a
+    grid search over the seeds would pick."""
+    sign = 1 if task.metric in HIGHER_IS_BETTER else -1
+    mean = [sum(sign * capped(oracle[(protocol, lr, s)], floors[s], sign) for s in SEEDS)
+            for lr in grid]  # fmt: skip
+    return grid[mean.index(max(mean))]
+
+
 def fine_points(
     task: Task, grid: list[float], oracle: dict[tuple[str, float, int], float],
     floors: dict[int, float],
@@ -89,15 +101,9 @@ def fine_points(
     """Quarter-decade points between the grid's, within a decade of each protocol's best grid
     LR (seed mean): they let ``benchmarks.suggest.fit`` read any LR's outcome off the oracle
     by interpolation. They never count as the oracle's best."""
-    sign = 1 if task.metric in HIGHER_IS_BETTER else -1
     logs = set()
     for protocol in PROTOCOLS:
-        mean = []
-        for lr in grid:
-            values = [oracle[(protocol, lr, s)] for s in SEEDS]
-            mean.append(sum(sign * (v if math.isfinite(v) else floors[s])
-                            for s, v in zip(SEEDS, values, strict=True)))  # fmt: skip
-        best = math.log10(grid[mean.index(max(mean))])
+        best = math.log10(grid_best_lr(task, grid, oracle, floors, protocol))
         logs |= {round(best + 0.25 + 0.5 * k, 2) for k in range(-4, 4)}
     return sorted(10**x for x in logs)
 
@@ -194,9 +200,7 @@ def main() -> None:
         for protocol in PROTOCOLS:
             values = {s: [capped(oracle[(protocol, lr, s)], floors[s], sign) for lr in grid]
                       for s in SEEDS}  # fmt: skip
-            # the grid's best LR for the task (seed mean): the LR a grid search would pick
-            mean = [sum(sign * values[s][i] for s in SEEDS) for i in range(len(grid))]
-            grid_lr = grid[mean.index(max(mean))]
+            grid_lr = grid_best_lr(task, grid, oracle, floors, protocol)
             for seed in SEEDS:
                 worst = floors[seed]
                 best = max(values[seed], key=lambda v: sign * v)
