@@ -172,3 +172,13 @@ def test_auto_ignores_low_noise_before_the_descent() -> None:
     got = suggest.auto(LRS, y)
     assert got.lr is not None, got.note
     assert -3.0 < np.log10(got.lr) < -0.9
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auto_accepts_a_clean_dip_of_1_to_2_percent(seed: int) -> None:
+    # A 1.5% dip at 1e-1 on a flat 2.3 with little batch noise: below the 2% that always
+    # counts, but far above the noise, so it is a valley (the fixed 2% rule declined it).
+    dip = 2.3 - 0.035 * np.exp(-0.5 * ((X + 1.0) / 0.3) ** 2)
+    got = suggest.auto(LRS, dip + np.random.default_rng(seed).normal(0, 0.002, X.size))
+    assert got.lr is not None, got.note
+    assert -2.5 < np.log10(got.lr) < -1.0
