@@ -21,6 +21,8 @@ from typing import Any
 
 __all__ = ["RunRecord", "Store"]
 
+BUSY_TIMEOUT_S = 60.0
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
     name TEXT PRIMARY KEY,
@@ -80,6 +82,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _prepare(conn: sqlite3.Connection) -> None:
+    """WAL mode and the schema, retried while another process holds the file.
+
+    Turning a new file to WAL needs an exclusive lock, and SQLite answers "database is locked"
+    at once, without waiting out the busy timeout, when another process is opening the same new
+    file (two workers starting one sweep). WAL is then recorded in the file, so later
+    connections only read the mode.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
+
+
 class Store:
     """``DIR/lrkit.db``: sweeps, runs and their metrics. Created on first use."""
 
@@ -92,12 +118,9 @@ class Store:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         self.directory.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.executescript(SCHEMA)
+            _prepare(conn)
             yield conn
         finally:
             conn.close()
