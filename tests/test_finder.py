@@ -416,8 +416,15 @@ def test_a_custom_rule_named_like_a_built_in_one_is_refused(loader: DataLoader) 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="named 'valley', like a built-in rule; rename"):
         lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), method=valley, progress=False)
-    res = lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), num_steps=20,
-                        method=suggest.valley, progress=False)  # the built-in itself is fine
+    res = lrkit.find_lr(
+        model,
+        opt,
+        loader,
+        nn.CrossEntropyLoss(),
+        num_steps=20,
+        method=suggest.valley,
+        progress=False,
+    )  # the built-in itself is fine
     assert res.method == "valley"
 
 

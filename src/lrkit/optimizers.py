@@ -25,7 +25,7 @@ __all__ = [
     "check_name",
 ]
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -41,7 +41,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 """The options the batched twin implements, with torch.optim's defaults."""
 
-TORCH_NAMES: dict[str, str] = {cls.__name__: name for name, cls in OPTIMIZERS.items()}
+TORCH_NAMES: dict[str, str] = {
+    getattr(cls, "__name__", name): name for name, cls in OPTIMIZERS.items()
+}
 """torch class name (``"SGD"``) → lrkit's name (``"sgd"``)."""
 
 OptimizerFactory = Callable[[Iterable[Any], float], torch.optim.Optimizer]

@@ -81,7 +81,8 @@ class FinderConfig:
             raise ValueError(f"cache must be 'memory' or 'disk' (got {self.cache!r})")
         resolve_method(self.method)
         check_schedule(self.for_schedule, "for_schedule")
-        if self.group is not None and (isinstance(self.group, bool) or not isinstance(self.group, int)):
+        group = self.group
+        if group is not None and (isinstance(group, bool) or not isinstance(group, int)):
             raise ValueError(
                 f"group must be an index of optimizer.param_groups (got {self.group!r})"
             )

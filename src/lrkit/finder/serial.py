@@ -29,9 +29,7 @@ def cycle(loader: Iterable[Any], name: str) -> Iterator[Any]:
             raise ValueError(f"{name} yielded no batches; give it at least one batch")
 
 
-def _set_lrs(
-    optimizer: torch.optim.Optimizer, lr: float, ratios: Sequence[float | None]
-) -> None:
+def _set_lrs(optimizer: torch.optim.Optimizer, lr: float, ratios: Sequence[float | None]) -> None:
     for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
         if ratio is None:  # find_lr(group=i): the other groups keep their LRs
             continue

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
-from lrkit.optimizers import OPTIMIZERS
+from lrkit.optimizers import OPTIMIZERS as OPTIMIZERS  # the one table; re-exported
 
 
 def targets_of(dataset: Dataset[Any]) -> np.ndarray:
