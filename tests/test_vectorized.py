@@ -212,8 +212,9 @@ def test_step_fn_members_equal_the_criterion_members() -> None:
     def step(model: nn.Module, batch: Any) -> torch.Tensor:
         return nn.functional.cross_entropy(model(batch[0]), batch[1])
 
+    val_loader = DataLoader(val, batch_size=40)
     common: dict[str, Any] = {"lrs": LRS, "seeds": SEEDS, "strategy": "vmap", "metrics": (),
-                              "val_loader": DataLoader(val, batch_size=40), "progress": False}  # fmt: skip
+                              "val_loader": val_loader, "progress": False}  # fmt: skip
     ours = fit_many(model_factory(torch.float64), loader(train), None, 2, step_fn=step, **common)
     ref = fit_many(model_factory(torch.float64), loader(train), nn.CrossEntropyLoss(), 2,
                    **common)  # fmt: skip

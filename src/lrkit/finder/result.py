@@ -46,9 +46,10 @@ class FinderResult:
     """What :func:`find_lr` measured and what it suggests.
 
     ``lrs``, ``losses``, ``smoothed`` (and ``val_losses``) are the first run's curve;
-    ``curves`` holds every run. ``suggestions`` maps each rule of :mod:`lrkit.suggest` to its
-    LR (the geometric median over runs) or ``None``; ``notes`` says why for each; ``spread``
-    is the max-min of each rule's log10 suggestions over runs (0 for one run);
+    ``curves`` holds every run. ``suggestions`` maps each rule of :mod:`lrkit.suggest` (and a
+    custom ``method``, by its name) to its LR (the geometric median over runs) or ``None``;
+    ``notes`` says why for each; ``spread`` is the max-min of each rule's log10 suggestions
+    over runs (0 for one run);
     ``data_passes`` is how many times one range test went through the training data (``None``
     when the loader has no length). :attr:`caveats` says when to trust a suggestion less.
     """
