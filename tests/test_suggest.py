@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -72,21 +74,28 @@ def test_auto_lands_between_the_descent_and_the_minimum() -> None:
     assert -3.5 < np.log10(got.lr) < np.log10(lowest / 3)
 
 
-def test_auto_is_the_log_mean_of_its_valley_and_minimum_estimates() -> None:
+def test_auto_is_the_log_mean_of_the_valley_and_minimum_estimates_it_reports() -> None:
     rng = np.random.default_rng(1)
     y = sigmoid_valley(center=-2.5) + rng.normal(0, 0.03, X.size)
     got = suggest.auto(LRS, y)
-    valley = suggest._valley_estimate(LRS, y)
-    assert not isinstance(valley, suggest.Suggestion)
-    ema = suggest._ema(y, suggest.AUTO_EMA)
-    minimum = suggest.minimum(LRS, ema).lr
-    assert got.lr is not None and minimum is not None
-    assert np.log10(got.lr) == pytest.approx(0.5 * (valley[0] + np.log10(minimum)))
+    assert got.lr is not None
+    found = re.fullmatch(r"geometric mean of the valley \(([\d.e+-]+):.*\) and the EMA "
+                         r"minimum ÷10 \(([\d.e+-]+)\)", got.note)  # fmt: skip
+    assert found is not None, got.note
+    valley, minimum = float(found[1]), float(found[2])
+    # the minimum estimate is the classic rule on the EMA-smoothed loss (β = 0.98)
+    ema = suggest.Ema(0.98)
+    smoothed = np.array([ema.update(v) for v in y])
+    classic = suggest.minimum(LRS, smoothed).lr
+    assert classic is not None and minimum == pytest.approx(classic, rel=5e-3)
+    assert abs(np.log10(minimum / valley)) > 0.1  # two estimates: the mean is neither
+    assert np.log10(got.lr) == pytest.approx(0.5 * (np.log10(valley) + np.log10(minimum)),
+                                             abs=3e-3)  # fmt: skip
 
 
 def test_ema_is_bias_corrected() -> None:
-    ema = suggest._ema(np.array([2.0, 4.0]), 0.5)
-    assert ema.tolist() == [2.0, (0.25 * 2 + 0.5 * 4) / (1 - 0.25)]
+    ema = suggest.Ema(0.5)
+    assert [ema.update(2.0), ema.update(4.0)] == [2.0, (0.25 * 2 + 0.5 * 4) / (1 - 0.25)]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -127,10 +136,14 @@ def test_steepest_declines_a_rising_curve() -> None:
 
 def test_rules_skip_non_finite_points() -> None:
     y = sigmoid_valley(center=-3.0)
-    y[100:] = np.nan
-    for rule in suggest.METHODS.values():
-        got = rule(LRS, y)
-        assert got.lr is None or np.isfinite(got.lr)
+    bad = np.zeros(X.size, dtype=bool)
+    bad[[20, 45, 60, 80, 100]] = True  # NaN and inf before the minimum, where rules look
+    with_gaps = np.where(bad, np.nan, y)
+    with_gaps[60] = np.inf
+    for name, rule in suggest.METHODS.items():
+        got, expected = rule(LRS, with_gaps), rule(LRS[~bad], y[~bad])
+        assert expected.lr is not None, name
+        assert got.lr == expected.lr, name
 
 
 def test_rules_reject_mismatched_or_unsorted_inputs() -> None:

@@ -141,15 +141,87 @@ def test_a_diverging_member_is_frozen_and_the_others_are_untouched() -> None:
     assert len(ours[1].epochs) == len(ref.epochs)
 
 
-def test_dropout_is_refused_with_a_clear_error() -> None:
+def dropout_factory(p: float) -> Any:
     def make(seed: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(8, 16), nn.Dropout(p), nn.ReLU(), nn.Linear(16, 3)).double()
 
-    train, _ = data(torch.float32)
-    with pytest.raises(ValueError, match=r"'1' \(Dropout, p=0.5\).*executor='serial'"):
-        fit_many(
-            make, loader(train), nn.CrossEntropyLoss(), lrs=[0.1], progress=False, strategy="vmap"
-        )
+    return make
+
+
+def test_dropout_members_are_reproducible_for_a_seed_and_draw_independent_masks() -> None:
+    train, val = data(torch.float64)
+
+    def run(seed: int) -> list[History]:
+        # two members with the same initial weights, LR and batches: only the masks differ
+        return fit_many(dropout_factory(0.5), loader(train), nn.CrossEntropyLoss(), 2,
+                        lrs=[0.1], seeds=[0, 0], seed=seed, strategy="vmap",
+                        val_loader=DataLoader(val, batch_size=40), progress=False)  # fmt: skip
+
+    a, b, c = run(3), run(3), run(4)
+    assert [h.step_loss for h in a] == [h.step_loss for h in b]
+    assert [h.epochs for h in a] == [h.epochs for h in b]
+    assert a[0].step_loss != a[1].step_loss  # independent masks per member
+    assert a[0].step_loss != c[0].step_loss  # the masks come from the seeded global RNG
+
+
+def test_dropout_with_p_zero_members_equal_plain_runs() -> None:
+    train, val = data(torch.float64)
+    ours = fit_many(dropout_factory(0.0), loader(train), nn.CrossEntropyLoss(), 2, lrs=LRS,
+                    seeds=SEEDS, strategy="vmap", val_loader=DataLoader(val, batch_size=40),
+                    progress=False)  # fmt: skip
+    ref = fit_many(dropout_factory(0.0), loader(train), nn.CrossEntropyLoss(), 2, lrs=LRS,
+                   seeds=SEEDS, strategy="loop", val_loader=DataLoader(val, batch_size=40),
+                   progress=False)  # fmt: skip
+    assert_histories_close(ours, ref, rel=1e-12)
+
+
+def test_an_optimizer_factory_runs_through_its_batched_twin() -> None:
+    train, val = data(torch.float64)
+
+    def sgd(params: Any, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr, momentum=0.9, weight_decay=1e-3)
+
+    ours = fit_many(model_factory(torch.float64), loader(train), nn.CrossEntropyLoss(), 3,
+                    optimizer=sgd, lrs=LRS, seeds=SEEDS, strategy="vmap",
+                    val_loader=DataLoader(val, batch_size=40), progress=False)  # fmt: skip
+    kwargs = {"momentum": 0.9, "weight_decay": 1e-3}
+    assert_histories_close(ours, reference("sgd", kwargs, torch.float64, None, 3), rel=1e-12)
+
+
+def test_a_factory_without_a_batched_twin_loops_under_auto_and_is_refused_by_vmap() -> None:
+    train, _ = data(torch.float64)
+
+    def rms(params: Any, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.RMSprop(params, lr)
+
+    common: dict[str, Any] = {"optimizer": rms, "lrs": [0.01], "metrics": (), "progress": False}
+    got = fit_many(model_factory(torch.float64), loader(train), nn.CrossEntropyLoss(), **common)
+    model = model_factory(torch.float64)(0)
+    ref = fit(model, rms(model.parameters(), 0.01), loader(train), nn.CrossEntropyLoss(),
+              metrics=(), progress=False)  # fmt: skip
+    assert got[0].step_loss == ref.step_loss
+    with pytest.raises(ValueError, match=r"supports SGD, Adam, AdamW and NAdam \(got RMSprop\)"):
+        fit_many(model_factory(torch.float64), loader(train), nn.CrossEntropyLoss(),
+                 strategy="vmap", **common)  # fmt: skip
+
+
+def test_step_fn_members_equal_the_criterion_members() -> None:
+    train, val = data(torch.float64)
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    val_loader = DataLoader(val, batch_size=40)
+    common: dict[str, Any] = {"lrs": LRS, "seeds": SEEDS, "strategy": "vmap", "metrics": (),
+                              "val_loader": val_loader, "progress": False}  # fmt: skip
+    ours = fit_many(model_factory(torch.float64), loader(train), None, 2, step_fn=step, **common)
+    ref = fit_many(model_factory(torch.float64), loader(train), nn.CrossEntropyLoss(), 2,
+                   **common)  # fmt: skip
+    assert_histories_close(ours, ref, rel=1e-12)
+    with pytest.raises(ValueError, match="metrics need"):
+        fit_many(model_factory(torch.float64), loader(train), step_fn=step, lrs=[0.1],
+                 metrics=("accuracy",), progress=False)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -161,6 +233,11 @@ def test_dropout_is_refused_with_a_clear_error() -> None:
         ({"lrs": [0.1], "betas": (0.9, 0.99)}, "sgd takes"),
         ({"lrs": [0.1], "epochs": 0}, "epochs"),
         ({"lrs": [0.1], "nesterov": True}, "nesterov needs momentum"),
+        (
+            {"lrs": [0.1], "optimizer": lambda p, lr: torch.optim.SGD(p, lr), "momentum": 0.9},
+            "go into the factory",
+        ),
+        ({"lrs": [0.1], "step_fn": lambda m, b: m(b[0]).sum()}, "not both"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -231,6 +308,32 @@ def test_vectorized_range_test_restores_everything_and_refuses_what_it_cannot_do
     with pytest.raises(ValueError, match="SGD, Adam, AdamW and NAdam"):
         lrkit.find_lr(model, rms, loader(train), nn.CrossEntropyLoss(), runs=2,
                       vectorized=True, progress=False)  # fmt: skip
+
+
+def test_the_vectorized_sweep_executor_runs_the_batched_path_even_on_cpu() -> None:
+    from lrkit.sweeps import SweepSpec
+    from lrkit.sweeps.executors import vectorized as vectorized_executor
+    from lrkit.sweeps.run import task_for
+
+    configs = SweepSpec(task="digits-mlp", lrs=[0.03, 0.3], seeds=[0, 1], epochs=1).expand()
+    got = {cfg_id: out for cfg_id, out in vectorized_executor(configs)}
+    task = task_for(configs[0])
+
+    def twin(strategy: str) -> list[History]:
+        return fit_many(task.make_model, None, task.criterion, 1,
+                        member_loaders=[task.train_loader(c.seed) for c in configs],
+                        lrs=[c.lr for c in configs], seeds=[c.seed for c in configs],
+                        optimizer=task.optimizer, val_loader=task.val_loader(),
+                        metrics=(task.metric,), strategy=strategy, progress=False,
+                        **task.optimizer_kwargs)  # fmt: skip
+
+    batched, looped = twin("vmap"), twin("loop")
+    # float32: the batched and the looped losses differ in the last bits, which tells them apart
+    assert [h.step_loss for h in batched] != [h.step_loss for h in looped]
+    for cfg, b, loop in zip(configs, batched, looped, strict=True):
+        history = got[cfg.id]["history"]  # type: ignore[index]
+        assert history["step_loss"] == b.step_loss
+        assert history["step_loss"] == pytest.approx(loop.step_loss, rel=1e-4)
 
 
 def test_loop_strategy_is_the_reference_and_auto_uses_it_on_cpu() -> None:

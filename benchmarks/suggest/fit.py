@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from benchmarks.suggest.run import HIGHER_IS_BETTER, PROTOCOLS, RESULTS, SEEDS, capped
 
-from lrkit.finder import SCHEDULE_FACTORS
+from lrkit.suggest import SCHEDULE_FACTORS
 from lrkit.sweeps import Store
 
 LOG_FACTORS = [round(-0.6 + 0.025 * i, 3) for i in range(41)]  # f from 0.25 to 4

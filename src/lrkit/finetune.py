@@ -15,8 +15,8 @@ from torch import nn
 
 from lrkit.finder import FinderResult, find_lr
 from lrkit.groups import GroupsArg, freeze, layer_groups, param_groups, unfreeze
+from lrkit.optimizers import OPTIMIZERS
 from lrkit.schedules import one_cycle
-from lrkit.tasks import OPTIMIZERS
 from lrkit.train import History, fit
 
 __all__ = ["FineTuneResult", "fine_tune"]

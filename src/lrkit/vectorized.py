@@ -1,20 +1,20 @@
 """Train K copies of a model with K learning rates (and seeds) as one batched computation.
 
-``fit_many`` stacks the members' parameters (``torch.func.stack_module_state``), computes
-every member's loss and gradients with one ``vmap(grad_and_value(functional_call))`` per
-batch, and updates all members at once with the vectorized optimizers below, which follow
-``torch.optim``'s update rules exactly (same defaults, same bias corrections). The LR is a
-tensor of shape ``[K]`` broadcast into the update, so each member follows its own schedule.
+``fit_many`` hands the members to the batched engine (:mod:`lrkit._engine`): stacked
+parameters, one ``vmap(grad_and_value(functional_call))`` per batch, and the batched twin of
+the ``torch.optim`` optimizer (:mod:`lrkit.optimizers`: same update rules, same defaults,
+same bias corrections). The LR is a tensor of shape ``[K]`` broadcast into the update, so
+each member follows its own schedule.
 
 On a GPU this turns K small runs into about the cost of one until the device is busy; on a
 CPU the arithmetic already dominates, so use it there only for its exactness and
 convenience (``benchmarks/bench_vectorized.py`` measures both). The reference twin is plain
-``lrkit.fit`` with ``torch.optim``: the tests hold the two equal member by member.
+``lrkit.fit`` with ``torch.optim`` (``strategy="loop"``): the tests hold the two equal
+member by member.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,13 +23,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lrkit._batched import VectorizedOptimizer, check_vectorizable
-from lrkit._steps import seed_all, to_device
+from lrkit._engine import BatchedModel, stack_batches
+from lrkit._steps import StepFn, default_step, loss_value, seed_all, to_device
+from lrkit.optimizers import (
+    OPTIMIZERS,
+    BatchedOptimizer,
+    OptimizerFactory,
+    batched_twin,
+    check_name,
+)
 from lrkit.schedules import Schedule, for_run
-from lrkit.tasks import OPTIMIZERS
-from lrkit.train import METRICS, History
+from lrkit.train import History, Metric, _metrics
 
-__all__ = ["VectorizedOptimizer", "check_vectorizable", "fit_many"]
+__all__ = ["fit_many"]
+
+_FACTORY_FIX = "pass strategy='loop', or a factory that builds SGD, Adam, AdamW or NAdam"
 
 
 def _broadcast(lrs: Sequence[float], seeds: Sequence[int]) -> tuple[list[float], list[int]]:
@@ -57,18 +65,46 @@ def _schedules(
     )
 
 
+def _twin(
+    optimizer: str | OptimizerFactory, options: dict[str, Any], strategy: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The batched twin's name and options, or ``None`` when only the loop can run it."""
+    if isinstance(optimizer, str):
+        check_name(optimizer)
+        BatchedOptimizer(optimizer, {}, **options)  # validates the options up front
+        return optimizer, options
+    if not callable(optimizer):
+        raise ValueError(
+            f"optimizer must be one of {', '.join(OPTIMIZERS)} or a factory (params, lr) -> "
+            f"torch.optim.Optimizer (got {optimizer!r})"
+        )
+    if options:
+        raise ValueError(
+            f"optimizer options ({', '.join(options)}) go into the factory when optimizer is "
+            "a factory: lambda params, lr: torch.optim.SGD(params, lr, momentum=0.9)"
+        )
+    probe = optimizer([torch.zeros(1, requires_grad=True)], 1.0)
+    try:
+        return batched_twin(probe, who="fit_many's batched strategy", fix=_FACTORY_FIX)
+    except ValueError:
+        if strategy == "vmap":
+            raise
+        return None
+
+
 def fit_many(
     make_model: Callable[[int], nn.Module],
     train_loader: Iterable[Any] | None,
-    criterion: Callable[..., Tensor],
+    criterion: Callable[..., Tensor] | None = None,
+    epochs: int = 1,
     *,
-    optimizer: str = "sgd",
+    optimizer: str | OptimizerFactory = "sgd",
     lrs: Sequence[float],
     seeds: Sequence[int] = (0,),
-    epochs: int = 1,
     schedule: str | Callable[[float], Schedule] | None = None,
     val_loader: Iterable[Any] | None = None,
-    metrics: Sequence[str] = ("accuracy",),
+    metrics: Sequence[str | Metric] | None = None,
+    step_fn: StepFn | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
     progress: bool = True,
@@ -77,17 +113,31 @@ def fit_many(
     compile: bool = False,
     **optimizer_kwargs: Any,
 ) -> list[History]:
-    """Train one member per (lr, seed); one :class:`History` each.
+    """Train one member per (lr, seed), as :func:`lrkit.fit` trains one; a :class:`History`
+    each.
 
-    ``make_model(seed)`` builds a member. ``lrs`` and ``seeds`` are zipped (a length-1 one is
-    repeated). ``train_loader`` is shared by all members; or pass ``train_loader=None`` and
-    ``member_loaders``, one loader per member (each with its own data order, batched with
-    vmap; all of the same length).
-    ``schedule``: a bare name (``constant``, ``cosine``, ``one_cycle``, ``wsd``,
-    ``warmup_cosine``, ``linear``) filled with each member's LR and the run's length, or a
-    function ``lr -> Schedule``. ``optimizer_kwargs`` use torch.optim's names. A member whose
-    loss turns NaN/inf is frozen and reported diverged; the others go on untouched. ``seed``
-    seeds the global RNG once before training, as :func:`lrkit.fit` does.
+    The arguments are ``fit``'s, with a model factory for the model and names or factories
+    for the optimizer and schedule, since each member needs its own:
+
+    - ``make_model(seed)`` builds a member. ``lrs`` and ``seeds`` are zipped (a length-1 one
+      is repeated).
+    - ``train_loader`` is shared by all members; or pass ``train_loader=None`` and
+      ``member_loaders``, one loader per member (each with its own data order, batched with
+      vmap; all of the same length).
+    - ``criterion`` (``loss = criterion(model(x), y)``) or ``step_fn(model, batch) -> loss``.
+    - ``optimizer``: a name of :data:`lrkit.optimizers.OPTIMIZERS` with ``optimizer_kwargs``
+      in torch.optim's names, or a factory ``(params, lr) -> torch.optim.Optimizer``. The
+      batched strategy runs a factory's SGD/Adam/AdamW/NAdam (one param group) through its
+      batched twin; any other optimizer needs the loop (``strategy="auto"`` falls back to
+      it, ``"vmap"`` raises).
+    - ``schedule``: a bare name (``constant``, ``cosine``, ``one_cycle``, ``wsd``,
+      ``warmup_cosine``, ``linear``) filled with each member's LR and the run's length, or a
+      function ``lr -> Schedule``.
+    - ``metrics`` (default ``("accuracy",)``, none with ``step_fn``) on ``val_loader`` after
+      every epoch; ``seed`` seeds the global RNG once before training, as ``fit`` does.
+
+    A member whose loss turns NaN/inf is frozen and reported diverged; the others go on
+    untouched.
 
     ``strategy``: ``"vmap"`` (one batched computation), ``"loop"`` (the members one after
     another with ``fit`` and torch.optim: the reference twin) or ``"auto"``: vmap on CUDA,
@@ -96,18 +146,29 @@ def fit_many(
     ``compile=True`` wraps the batched step in ``torch.compile``: on a GPU the eager vmap
     step is bound by Python (~5 ms whatever K), compiled it takes less than half; the
     compilation itself costs seconds once per call, so it pays on long runs.
+
+    Without random layers the batched members equal K plain runs (bit for bit up to the
+    order of floating-point sums; the tests hold float64 runs equal to 1e-12). Random layers
+    (dropout) run with vmap's ``randomness="different"``: every member draws its own masks
+    from the global RNG, all members' draws of a step at once, so a member's masks are not
+    those of its plain run. What holds instead: the same ``seed`` gives the same histories,
+    members draw independent masks, and in eval mode (the validation pass) or with
+    ``p=0`` nothing is drawn and the members equal plain runs again.
     """
     if strategy not in ("auto", "vmap", "loop"):
         raise ValueError(f"strategy must be 'auto', 'vmap' or 'loop' (got {strategy!r})")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1 (got {epochs!r})")
+    if (criterion is None) == (step_fn is None):
+        raise ValueError(
+            "pass criterion (loss = criterion(model(x), y)) or step_fn(model, batch) -> loss, "
+            "not both"
+        )
     lrs, seeds = _broadcast(lrs, seeds)
     for lr in lrs:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"every lr must be a finite number > 0 (got {lr!r})")
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric {unknown[0]!r}; built in: {', '.join(METRICS)}")
+    metric_fns = _metrics(metrics, step_fn)
     k = len(lrs)
     per_member = member_loaders is not None
     if per_member == (train_loader is not None):
@@ -124,41 +185,21 @@ def fit_many(
     if length == 0:
         raise ValueError("train_loader is empty (len 0); give it at least one batch")
     scheds = _schedules(schedule, lrs, epochs * length)
-    momentum_sched = scheds[0].momentum_schedule()
-
-    from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+    twin = _twin(optimizer, optimizer_kwargs, strategy)
+    step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
 
     members = [make_model(s) for s in seeds]
-    for m in members:
-        check_vectorizable(m)
     dev = torch.device(device) if device is not None else next(members[0].parameters()).device
-    VectorizedOptimizer(optimizer, {}, **optimizer_kwargs)  # validates the options up front
-    if strategy == "loop" or (strategy == "auto" and dev.type != "cuda"):
-        return _loop(members, loaders, criterion, optimizer, scheds, epochs, val_loader,
-                     metrics, dev, seed, optimizer_kwargs)  # fmt: skip
+    if twin is None or strategy == "loop" or (strategy == "auto" and dev.type != "cuda"):
+        return _loop(members, loaders, criterion, step_fn, optimizer, optimizer_kwargs, scheds,
+                     epochs, val_loader, metrics, dev, seed)  # fmt: skip
     members = [m.to(dev).train() for m in members]
-    params, buffers = stack_module_state(members)
-    params = {k: v.detach() for k, v in params.items()}
-    base = copy.deepcopy(members[0]).to("meta")
-    opt = VectorizedOptimizer(optimizer, params, **optimizer_kwargs)
-    params = opt.params  # views into the optimizer's flat buffer
-
-    def member_loss(
-        p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        out = functional_call(base, (p, b), (x,))
-        return criterion(out, y), out
-
-    data_dims = 0 if per_member else None
-    train_step = vmap(
-        grad_and_value(member_loss, has_aux=True), in_dims=(0, 0, data_dims, data_dims)
-    )
-    if compile:
-        train_step = torch.compile(train_step)
-    forward = vmap(member_loss, in_dims=(0, 0, None, None))
+    batched = BatchedModel(members, step, *twin, shared_data=not per_member,
+                           randomness="different", compile=compile)  # fmt: skip
     # float64 whatever the model's dtype: the LR is recorded exactly as the schedule gives it
     lr_table = torch.tensor([[s.lr_at(t) for s in scheds] for t in range(epochs * length)],
                             dtype=torch.float64, device=dev)  # fmt: skip
+    momentum_sched = scheds[0].momentum_schedule()
     momenta = (
         [momentum_sched.lr_at(t) for t in range(epochs * length)]
         if momentum_sched is not None
@@ -180,18 +221,15 @@ def fit_many(
             losses = torch.empty(length, k, dtype=torch.float64, device=dev)
             first = t
             for i, raw in enumerate(_batches(loaders)):
-                x, y = to_device(raw, dev)
-                base.train()
                 try:
-                    grads, (loss, _) = train_step(params, buffers, x, y)
+                    grads, loss = batched.grads(to_device(raw, dev))
                 except RuntimeError as exc:
                     raise ValueError(
                         f"this model cannot be vectorized ({exc}); use executor='serial'"
                     ) from exc
-                loss = loss.detach()
                 losses[i] = loss
                 active &= torch.isfinite(loss)
-                opt.step(grads, lr_table[t], active, None if momenta is None else momenta[t])
+                batched.step(grads, lr_table[t], active, None if momenta is None else momenta[t])
                 t += 1
                 bar.update(1)
             for member, column in enumerate(losses.T.tolist()):
@@ -209,7 +247,7 @@ def fit_many(
                         break
                     h.step_lr.append(float(lr_table[first + j, member]))
                     h.step_loss.append(value)
-            summaries = _evaluate(forward, base, params, buffers, val_loader, metrics, dev, k)
+            summaries = _evaluate(batched, val_loader, criterion, step, metric_fns, dev, k)
             for member, h in enumerate(histories):
                 if diverged_at[member] is not None:
                     continue
@@ -230,15 +268,16 @@ def fit_many(
 def _loop(
     members: list[nn.Module],
     loaders: list[Iterable[Any]],
-    criterion: Callable[..., Tensor],
-    optimizer: str,
+    criterion: Callable[..., Tensor] | None,
+    step_fn: StepFn | None,
+    optimizer: str | OptimizerFactory,
+    options: dict[str, Any],
     scheds: list[Schedule],
     epochs: int,
     val_loader: Iterable[Any] | None,
-    metrics: Sequence[str],
+    metrics: Sequence[str | Metric] | None,
     dev: torch.device,
     seed: int | None,
-    options: dict[str, Any],
 ) -> list[History]:
     """The members one after another: plain ``fit`` with the torch.optim optimizer.
 
@@ -250,11 +289,16 @@ def _loop(
     shared = [list(loaders[0]) for _ in range(epochs)] if len(loaders) == 1 else None
     histories = []
     for i, (model, schedule) in enumerate(zip(members, scheds, strict=True)):
-        opt = OPTIMIZERS[optimizer](model.to(dev).parameters(), lr=schedule(0), **options)
+        params = model.to(dev).parameters()
+        opt = (
+            OPTIMIZERS[optimizer](params, lr=schedule(0), **options)
+            if isinstance(optimizer, str)
+            else optimizer(params, schedule(0))
+        )
         histories.append(fit(
             model, opt, _Replay(shared) if shared is not None else loaders[i], criterion, epochs,
-            schedule=schedule, val_loader=val_loader, metrics=metrics, seed=seed,
-            progress=False,
+            schedule=schedule, val_loader=val_loader, metrics=metrics, step_fn=step_fn,
+            seed=seed, progress=False,
         ))  # fmt: skip
     return histories
 
@@ -280,36 +324,48 @@ def _batches(loaders: list[Iterable[Any]]) -> Iterable[Any]:
         yield from loaders[0]
         return
     for batch in zip(*loaders, strict=True):
-        yield tuple(torch.stack(parts) for parts in zip(*batch, strict=True))
+        yield stack_batches(batch)
 
 
 def _evaluate(
-    forward: Callable[..., tuple[Tensor, Tensor]],
-    base: nn.Module,
-    params: dict[str, Tensor],
-    buffers: dict[str, Tensor],
+    batched: BatchedModel,
     loader: Iterable[Any] | None,
-    metrics: Sequence[str],
+    criterion: Callable[..., Tensor] | None,
+    step: StepFn,
+    metrics: dict[str, Metric],
     dev: torch.device,
     k: int,
 ) -> dict[str, list[float]] | None:
-    """Mean val loss and metrics of every member (sums over samples, like ``evaluate``)."""
+    """Mean val loss and metrics of every member (weighted by batch size, like ``evaluate``)."""
     if loader is None:
         return None
-    base.eval()
+
+    def outputs(model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        out = model(x)
+        return criterion(out, y), out  # type: ignore[misc]
+
+    def loss_only(model: nn.Module, batch: Any) -> Tensor:
+        return loss_value(step(model, batch))
+
     total = torch.zeros(k, dtype=torch.float64, device=dev)
     sums = {m: torch.zeros(k, dtype=torch.float64, device=dev) for m in metrics}
     count = 0
-    with torch.no_grad():
-        for raw in loader:
-            x, y = to_device(raw, dev)
-            loss, out = forward(params, buffers, x, y)
+    for raw in loader:
+        batch = to_device(raw, dev)
+        if metrics and criterion is not None:
+            loss, out = batched.evaluate(outputs, batch)
+            y = batch[1]
             n = len(y)
-            total += loss.double() * n
-            for name in metrics:
-                sums[name] += torch.stack([METRICS[name](o, y) for o in out]).double()
-            count += n
-    base.train()
+            for name, fn in metrics.items():
+                sums[name] += torch.stack([fn(o, y) for o in out]).double()
+        else:
+            loss = batched.evaluate(loss_only, batch)
+            n = len(batch[0]) if isinstance(batch, (list, tuple)) else 1
+        total += loss.double() * n
+        count += n
+    if count == 0:
+        raise ValueError("val_loader yielded no batches; give it at least one batch")
     out_dict = {"val_loss": (total / count).tolist()}
     out_dict.update({name: (s / count).tolist() for name, s in sums.items()})
     return out_dict

@@ -95,7 +95,9 @@ def vectorized(configs: Sequence[RunConfig], max_members: int | None = None) -> 
     """Groups of runs that differ only in LR and seed, trained together with ``fit_many``.
 
     Each member keeps its own seed's initial weights and data order, so results equal the
-    serial executor's up to floating-point rounding. On CUDA when available, else the CPU.
+    serial executor's up to floating-point rounding. Always the batched computation
+    (``strategy="vmap"``), on CUDA when available, else the CPU; ``executor="auto"`` picks
+    this executor only on CUDA, where it pays.
     """
     import socket
 
@@ -117,12 +119,12 @@ def vectorized(configs: Sequence[RunConfig], max_members: int | None = None) -> 
             kwargs = task.optimizer_kwargs if first.optimizer == task.optimizer else {}
             try:
                 histories = fit_many(
-                    task.make_model, None, task.criterion,
+                    task.make_model, None, task.criterion, first.epochs,
                     member_loaders=[task.train_loader(c.seed) for c in chunk],
                     optimizer=first.optimizer, lrs=[c.lr for c in chunk],
-                    seeds=[c.seed for c in chunk], epochs=first.epochs, schedule=first.schedule,
+                    seeds=[c.seed for c in chunk], schedule=first.schedule,
                     val_loader=task.val_loader(), metrics=(task.metric,), device=device,
-                    progress=False, **kwargs,
+                    strategy="vmap", progress=False, **kwargs,
                 )  # fmt: skip
             except Exception as exc:
                 for cfg in chunk:

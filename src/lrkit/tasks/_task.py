@@ -12,12 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "nadam": torch.optim.NAdam,
-}
+from lrkit.optimizers import OPTIMIZERS as OPTIMIZERS  # the one table; re-exported
 
 
 def targets_of(dataset: Dataset[Any]) -> np.ndarray:

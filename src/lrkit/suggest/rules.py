@@ -1,21 +1,13 @@
-"""Suggestion rules: pure functions of a range-test curve ``(lrs, losses) -> Suggestion``.
+"""The suggestion rules: pure functions of a range-test curve ``(lrs, losses) -> Suggestion``.
 
-Every rule takes the learning rates of the sweep (increasing) and the *smoothed* losses
-measured at them, and returns a :class:`Suggestion`: the LR (or ``None``), the index of the
-curve point it came from, and a one-line note saying why. No rule looks at anything but its
-two arguments, so each can be tested on synthetic curves with known answers.
-
->>> import numpy as np
->>> lrs = np.logspace(-5, 0, 51)
->>> losses = 2.0 - np.tanh(2 * (np.log10(lrs) + 3))   # falls fastest at 1e-3
->>> f"{steepest(lrs, losses).lr:.0e}"
-'1e-03'
+See :mod:`lrkit.suggest` for the contract every rule follows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,9 +15,13 @@ from numpy.typing import NDArray
 __all__ = [
     "METHODS",
     "RAW_INPUT",
+    "Ema",
+    "Rule",
     "Suggestion",
     "auto",
     "minimum",
+    "raw_input",
+    "reads_raw",
     "steepest",
     "valley",
 ]
@@ -42,6 +38,32 @@ class Suggestion:
     note: str
 
 
+RawRule = TypeVar("RawRule", bound=Callable[..., Suggestion])
+
+
+def raw_input(rule: RawRule) -> RawRule:
+    """Mark ``rule`` as one that reads the *raw* losses and smooths them itself.
+
+    The finder hands a rule its EMA-smoothed train loss unless the rule is marked, as
+    :func:`auto` is; with a ``val_loader`` every rule reads the validation loss as measured,
+    which has no batch noise to smooth.
+
+    >>> @raw_input
+    ... def lowest(lrs, losses):
+    ...     i = int(np.argmin(losses))
+    ...     return Suggestion(float(lrs[i]), i, "lowest raw loss")
+    >>> reads_raw(lowest)
+    True
+    """
+    rule.raw_input = True  # type: ignore[attr-defined]
+    return rule
+
+
+def reads_raw(rule: Callable[..., Suggestion]) -> bool:
+    """Whether ``rule`` reads the raw losses (marked with :func:`raw_input`)."""
+    return bool(getattr(rule, "raw_input", False))
+
+
 def _curve(
     lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -55,6 +77,10 @@ def _curve(
         raise ValueError("lrs must be positive and strictly increasing")
     keep = np.isfinite(y)
     return x[keep], y[keep]
+
+
+Rule = Callable[[FloatArray, FloatArray], Suggestion]
+"""``rule(lrs, losses) -> Suggestion``: what ``find_lr(method=...)`` accepts besides a name."""
 
 
 def _declined(note: str) -> Suggestion:
@@ -217,6 +243,7 @@ def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, int, str] | S
     return log_lr, v_start, f"steepest {10 ** logx[s]:.3g}, descent middle {10 ** logx[v]:.3g}"
 
 
+@raw_input
 def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
     """lrkit's default rule: two independent estimates of a good LR, averaged in log space.
 
@@ -263,12 +290,6 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
     )
 
 
-RAW_INPUT = frozenset({"auto"})
-"""Rules that smooth the raw loss themselves; the others read the finder's EMA curve."""
-
-
-Rule = Callable[[FloatArray, FloatArray], Suggestion]
-
 METHODS: dict[str, Rule] = {
     "auto": auto,
     "steepest": steepest,
@@ -276,3 +297,6 @@ METHODS: dict[str, Rule] = {
     "minimum": minimum,
 }
 """Every rule by name, in the order results list them."""
+
+RAW_INPUT = frozenset(name for name, rule in METHODS.items() if reads_raw(rule))
+"""The built-in rules marked :func:`raw_input`; the others read the finder's EMA curve."""

@@ -1,18 +1,37 @@
-"""Batched optimizers on stacked parameters: the core of the vectorized trainer and finder.
+"""The optimizers lrkit knows, in one table: name → torch class, defaults, batched twin.
 
-``VectorizedOptimizer`` updates K members' parameters ``{name: [K, ...]}`` with torch.optim's
-update rules (SGD, Adam, AdamW, NAdam; same defaults, same bias corrections), each member
-with its own LR and a mask that freezes diverged members. Depends on torch only.
+``OPTIMIZERS`` maps each name (``sgd``, ``adam``, ``adamw``, ``nadam``) to its
+``torch.optim`` class; :class:`BatchedOptimizer` is the same update rule on K members'
+stacked parameters ``{name: [K, ...]}`` (same defaults, same bias corrections), each member
+with its own LR and a mask that freezes diverged members; :func:`batched_twin` reads a
+torch optimizer's name and options back. Depends on torch only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = ["DEFAULTS", "VectorizedOptimizer", "check_vectorizable", "from_torch_optimizer"]
+__all__ = [
+    "DEFAULTS",
+    "OPTIMIZERS",
+    "TORCH_NAMES",
+    "BatchedOptimizer",
+    "OptimizerFactory",
+    "batched_twin",
+    "check_name",
+]
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "nadam": torch.optim.NAdam,
+}
+"""Every optimizer by lrkit's name: the torch class a plain run builds."""
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False},
@@ -20,9 +39,25 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2},
     "nadam": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "momentum_decay": 4e-3},
 }
+"""The options the batched twin implements, with torch.optim's defaults."""
+
+TORCH_NAMES: dict[str, str] = {
+    getattr(cls, "__name__", name): name for name, cls in OPTIMIZERS.items()
+}
+"""torch class name (``"SGD"``) → lrkit's name (``"sgd"``)."""
+
+OptimizerFactory = Callable[[Iterable[Any], float], torch.optim.Optimizer]
+"""``factory(params, lr) -> torch.optim.Optimizer``, e.g. ``lambda p, lr: SGD(p, lr, 0.9)``."""
 
 
-class VectorizedOptimizer:
+def check_name(name: object, argument: str = "optimizer") -> str:
+    """``name`` when it is in :data:`OPTIMIZERS`, else a ValueError listing them."""
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ValueError(f"{argument} must be one of {', '.join(OPTIMIZERS)} (got {name!r})")
+    return name
+
+
+class BatchedOptimizer:
     """SGD (momentum, dampening, nesterov, weight decay), Adam, AdamW or NAdam on stacked
     parameters ``{name: [K, ...]}``, with a per-member LR and a mask of members to update.
 
@@ -36,8 +71,7 @@ class VectorizedOptimizer:
     """
 
     def __init__(self, name: str, params: dict[str, Tensor], **kwargs: Any) -> None:
-        if name not in DEFAULTS:
-            raise ValueError(f"optimizer must be one of {', '.join(DEFAULTS)} (got {name!r})")
+        check_name(name)
         unknown = sorted(set(kwargs) - set(DEFAULTS[name]))
         if unknown:
             raise ValueError(
@@ -163,34 +197,24 @@ class VectorizedOptimizer:
         return updated
 
 
-def check_vectorizable(model: nn.Module) -> None:
-    """Refuse models whose training-mode behaviour vmap would get wrong or cannot batch."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
-            raise ValueError(
-                f"module {name or type(module).__name__!r} ({type(module).__name__}, p="
-                f"{module.p}) draws random numbers in training, which the vectorized trainer "
-                "cannot match to plain runs; use executor='serial' (or fit) for this model"
-            )
+def batched_twin(
+    optimizer: torch.optim.Optimizer,
+    who: str = "vectorized=True",
+    fix: str = "pass vectorized=False",
+) -> tuple[str, dict[str, Any]]:
+    """The batched twin's name and options for a fresh single-group torch optimizer.
 
-
-TORCH_NAMES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "NAdam": "nadam"}
-
-
-def from_torch_optimizer(optimizer: torch.optim.Optimizer) -> tuple[str, dict[str, Any]]:
-    """The vectorized twin's name and options for a fresh single-group torch optimizer."""
+    ``who`` and ``fix`` name the caller and the way out in the errors.
+    """
     kind = TORCH_NAMES.get(type(optimizer).__name__)
     if kind is None:
         raise ValueError(
-            f"vectorized=True supports SGD, Adam, AdamW and NAdam (got "
-            f"{type(optimizer).__name__}); pass vectorized=False"
+            f"{who} supports SGD, Adam, AdamW and NAdam (got {type(optimizer).__name__}); {fix}"
         )
     if len(optimizer.param_groups) != 1:
-        raise ValueError("vectorized=True needs a single param group; pass vectorized=False")
+        raise ValueError(f"{who} needs a single param group; {fix}")
     if any(optimizer.state.values()):
-        raise ValueError(
-            "vectorized=True needs a fresh optimizer (it has state already); pass vectorized=False"
-        )
+        raise ValueError(f"{who} needs a fresh optimizer (it has state already); {fix}")
     group = optimizer.param_groups[0]
     options = {key: group[key] for key in DEFAULTS[kind] if key in group}
     if isinstance(options.get("betas"), tuple):

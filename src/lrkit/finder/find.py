@@ -1,0 +1,166 @@
+"""The public entry point of the range test: :func:`find_lr`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrkit._state import Cache, Snapshot
+from lrkit._steps import StepFn, default_step, seed_all, to_device
+from lrkit.finder.batched import run_batched
+from lrkit.finder.config import FinderConfig, Mode, check_inputs
+from lrkit.finder.result import Curve, FinderResult
+from lrkit.finder.serial import cycle, run_serial
+from lrkit.suggest import METHODS, Suggestion, summarize
+
+__all__ = ["find_lr"]
+
+
+def find_lr(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader: Iterable[Any],
+    criterion: Callable[..., torch.Tensor] | None = None,
+    *,
+    step_fn: StepFn | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: Mode = "exp",
+    smooth: float = 0.98,
+    diverge_threshold: float = 4.0,
+    val_loader: Iterable[Any] | None = None,
+    val_batches: int = 2,
+    accumulation_steps: int = 1,
+    amp: bool = False,
+    seed: int | None = None,
+    runs: int = 1,
+    vectorized: bool = False,
+    group: int | None = None,
+    method: str | Callable[..., Suggestion] = "auto",
+    for_schedule: str = "constant",
+    cache: Cache = "memory",
+    progress: bool = True,
+) -> FinderResult:
+    """Run the LR range test and return the curve with its suggestions.
+
+    The LR of step ``i`` is ``start_lr * (end_lr/start_lr) ** (i/(num_steps-1))`` (``"exp"``)
+    or the linear interpolation (``"linear"``); every param group gets its own share,
+    ``group_lr = lr * group_lr_before / max(group_lrs_before)``, so discriminative ratios
+    survive and the x-axis is the largest group's LR. With ``group=i`` only group ``i`` is
+    swept (the x-axis is its LR) while the others keep theirs, to place each group's LR from
+    its own curve. Each point is one optimizer step; with
+    ``accumulation_steps=k`` it averages the loss of ``k`` micro-batches. The loss is
+    smoothed by a bias-corrected EMA (``smooth`` is beta); the test stops early when the
+    smoothed loss exceeds ``diverge_threshold`` × its best, or at a NaN/inf loss.
+
+    The loss of a point is the batch loss computed *before* that point's update, as in
+    fastai and Lightning. With ``val_loader``, ``val_batches`` batches are taken once and
+    evaluated after every update; being the same batches every time, that curve has no
+    batch noise and is used raw for the suggestions.
+
+    ``method`` picks the suggestion: a rule of :data:`lrkit.suggest.METHODS` by name, or any
+    function ``(lrs, losses) -> Suggestion``. A function reads the EMA-smoothed train loss
+    (the validation loss with ``val_loader``) unless it is marked
+    :func:`lrkit.suggest.raw_input`; it is reported under its ``__name__``, next to the
+    built-in rules, and ``result.method`` holds that name.
+
+    ``for_schedule`` (``constant``, ``one_cycle``, ``cosine``) says which schedule the
+    suggestion is for (its peak LR); ``res.suggestion_for(schedule)`` gives the others.
+
+    ``runs=R`` repeats the test ``R`` times (seeds ``seed``, ``seed+1``, …, or fresh data
+    orders when ``seed`` is None); each rule then reports the geometric median and its
+    spread. ``vectorized=True`` runs the R tests at once as one vmapped computation (a fresh
+    SGD/Adam/AdamW/NAdam optimizer with one param group; no val_loader, amp or accumulation):
+    the same curves as the serial runs, in about the time of one on a GPU. Whatever happens,
+    the model, optimizer and RNG states are restored bit for bit.
+
+    >>> res = find_lr(model, optimizer, loader, nn.CrossEntropyLoss())  # doctest: +SKIP
+    >>> res.suggestion, res.plot("finder.png")                         # doctest: +SKIP
+    """
+    config = FinderConfig(
+        start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, smooth=smooth,
+        diverge_threshold=diverge_threshold, val_batches=val_batches,
+        accumulation_steps=accumulation_steps, amp=amp, runs=runs, vectorized=vectorized,
+        has_val_loader=val_loader is not None, group=group, method=method,
+        for_schedule=for_schedule, cache=cache,
+    )  # fmt: skip
+    check_inputs(config, model, optimizer, train_loader, criterion, step_fn, val_loader)
+    step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    group_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    top = max(group_lrs)
+    ratios: list[float | None] = [lr / top if top > 0 else 1.0 for lr in group_lrs]
+    if group is not None:
+        ratios = [1.0 if i == group else None for i in range(len(group_lrs))]
+    lrs = config.lrs()
+
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    snapshot = Snapshot.take(model, optimizer, cache)
+    curves: list[Curve] = []
+    try:
+        val_set = None
+        if val_loader is not None:
+            val_iter = iter(val_loader)
+            val_set = [
+                to_device(b, device) for _, b in zip(range(val_batches), val_iter, strict=False)
+            ]
+            if not val_set:
+                raise ValueError("val_loader yielded no batches; give it at least one batch")
+        with tqdm(
+            total=num_steps * runs, desc="lr range test", disable=not progress, leave=False
+        ) as bar:
+            if vectorized:
+                curves = run_batched(
+                    model, optimizer, train_loader, step, lrs, runs=runs, seed=seed,
+                    smooth=smooth, diverge_threshold=diverge_threshold, device=device, bar=bar,
+                )  # fmt: skip
+            for r in range(0 if vectorized else runs):
+                if r:
+                    snapshot.restore(rng=False)
+                if seed is not None:
+                    seed_all(seed + r)
+                batches = cycle(train_loader, "train_loader")
+                curve = run_serial(
+                    model, optimizer, batches, step, lrs, ratios,
+                    smooth=smooth, diverge_threshold=diverge_threshold,
+                    accumulation_steps=accumulation_steps, val_set=val_set, amp=amp,
+                    device=device, bar=bar,
+                )  # fmt: skip
+                bar.update(num_steps * (r + 1) - bar.n)
+                curves.append(curve)
+    finally:
+        snapshot.restore()
+        snapshot.discard()
+    name, rule = config.rule
+    summary = summarize(curves, METHODS | {name: rule})
+    return FinderResult(
+        curves=curves,
+        suggestions=summary.suggestions,
+        notes=summary.notes,
+        method=name,
+        for_schedule=for_schedule,
+        spread=summary.spread,
+        per_run=summary.per_run,
+        group_ratios=[1.0] if group is not None else [r or 0.0 for r in ratios],
+        group=group,
+        num_steps=num_steps,
+        elapsed_s=time.perf_counter() - started,
+        data_passes=_data_passes(train_loader, num_steps * accumulation_steps),
+    )
+
+
+def _data_passes(loader: Iterable[Any], batches: int) -> float | None:
+    """How many times ``batches`` batches go through ``loader`` (``None``: no length)."""
+    try:
+        size = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return batches / size if size > 0 else None

@@ -1,0 +1,180 @@
+"""From range-test curves to a recommendation: which rule, how runs combine, when to doubt.
+
+The rules (:mod:`lrkit.suggest.rules`) read one curve. The policy here reads all the runs of
+a range test: each rule's geometric median and spread over runs (:func:`summarize`), the
+factor that turns ``auto``'s LR into a schedule's peak LR (:func:`suggestion_for`), and the
+caveats (:func:`caveats`). :class:`lrkit.FinderResult` holds data and asks this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from lrkit.suggest.rules import METHODS, Rule, Suggestion, reads_raw
+
+__all__ = [
+    "SCHEDULE_FACTORS",
+    "TINY_DATA_PASSES",
+    "UNSTABLE_DECADES",
+    "Summary",
+    "caveats",
+    "resolve_method",
+    "suggestion_for",
+    "summarize",
+    "tiny_data",
+    "unstable",
+]
+
+UNSTABLE_DECADES = 0.5
+"""A suggestion whose runs spread over more than this many decades is flagged unstable."""
+
+TINY_DATA_PASSES = 5.0
+"""A range test that goes through the training data this many times or more is flagged.
+
+On so small a dataset the loss falls for the training it has had as much as for the LR, and
+train loss says nothing of overfitting. In the suggestion-quality suite the three tasks whose
+range test went through the data 7-12 times had the three largest regrets for a constant LR
+(1.5-3.8%; the five others, 2-4 passes, at most 1.4%) and for one-cycle (1.1-5.4%; at most
+0.8%). ``docs/suggestion.md`` has the numbers."""
+
+SCHEDULE_FACTORS: dict[str, float] = {"constant": 0.67, "one_cycle": 1.25, "cosine": 1.25}
+"""``auto``'s suggestion for a schedule = its LR × this factor (the schedule's peak LR).
+
+Fitted on the suggestion-quality suite (``make bench-suggest``, then
+``python -m benchmarks.suggest.fit``: 8 tasks × 4 seeds, each factor the one with the lowest
+mean regret; 8 seeds move the fit by at most 0.03 decade): a constant LR does best a little
+below ``auto``'s LR; one-cycle and cosine, which spend only part of the run at their peak,
+tolerate a peak about 1.8× as high. Fitted on each task's neighbours only
+(leave-one-task-out) the factors move by at most 0.07 decade.
+The factors apply to ``auto`` only; the classic rules are reported as they are.
+``docs/suggestion.md`` has the numbers."""
+
+
+class CurveLike(Protocol):
+    """What the policy reads of a range test's curve (a :class:`lrkit.finder.Curve`)."""
+
+    @property
+    def lrs(self) -> list[float]: ...
+
+    def suggestion_curve(self, raw: bool = False) -> list[float]: ...
+
+
+def resolve_method(method: str | Callable[..., Suggestion]) -> tuple[str, Rule]:
+    """The name and the rule for ``find_lr(method=...)``: a name from :data:`METHODS`, or any
+    callable ``(lrs, losses) -> Suggestion`` (named by its ``__name__``)."""
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(
+                f"method must be one of {sorted(METHODS)} or a function (lrs, losses) -> "
+                f"Suggestion (got {method!r})"
+            )
+        return method, METHODS[method]
+    if not callable(method):
+        raise ValueError(
+            f"method must be one of {sorted(METHODS)} or a function (lrs, losses) -> "
+            f"Suggestion (got {method!r})"
+        )
+    name = str(getattr(method, "__name__", type(method).__name__))
+    if name in METHODS and METHODS[name] is not method:
+        raise ValueError(
+            f"method {method!r} is named {name!r}, like a built-in rule; rename the function"
+        )
+    return name, method
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Each rule's suggestion over runs: the geometric median (``None`` when fewer than half
+    the runs found one), why (``notes``), the max-min of the log10 LRs (``spread``) and
+    each run's LR (``per_run``)."""
+
+    suggestions: dict[str, float | None]
+    notes: dict[str, str]
+    spread: dict[str, float]
+    per_run: dict[str, list[float | None]]
+
+
+def summarize(curves: Sequence[CurveLike], rules: Mapping[str, Rule] = METHODS) -> Summary:
+    """Apply every rule to every curve (raw or smoothed, as the rule reads) and combine runs."""
+    suggestions: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+    spread: dict[str, float] = {}
+    per_run: dict[str, list[float | None]] = {}
+    for name, rule in rules.items():
+        results = [
+            rule(np.asarray(c.lrs), np.asarray(c.suggestion_curve(reads_raw(rule))))
+            if c.lrs
+            else None
+            for c in curves
+        ]
+        runs = [r.lr if r is not None else None for r in results]
+        per_run[name] = runs
+        found = [math.log10(lr) for lr in runs if lr is not None]
+        if len(found) * 2 < len(curves) or not found:
+            suggestions[name] = None
+            first = next((r for r in results if r is not None and r.lr is None), None)
+            notes[name] = first.note if first is not None else "no points recorded"
+            continue
+        suggestions[name] = float(10 ** np.median(found))
+        spread[name] = float(max(found) - min(found))
+        first_ok = next(r for r in results if r is not None and r.lr is not None)
+        notes[name] = (
+            first_ok.note
+            if len(curves) == 1
+            else f"geometric median of {len(found)}/{len(curves)} runs, "
+            f"spread {spread[name]:.2f} decades"
+        )
+    return Summary(suggestions, notes, spread, per_run)
+
+
+def check_schedule(schedule: str, argument: str = "schedule") -> None:
+    """Refuse a schedule with no measured factor."""
+    if schedule not in SCHEDULE_FACTORS:
+        raise ValueError(
+            f"{argument} must be one of {', '.join(SCHEDULE_FACTORS)} (got {schedule!r})"
+        )
+
+
+def suggestion_for(
+    suggestions: Mapping[str, float | None], method: str, schedule: str
+) -> float | None:
+    """The suggested (peak) LR for ``schedule``: ``auto``'s LR times the schedule's measured
+    factor (:data:`SCHEDULE_FACTORS`); any other method's LR as it is."""
+    check_schedule(schedule)
+    lr = suggestions.get(method)
+    if lr is None or method != "auto":
+        return lr
+    return lr * SCHEDULE_FACTORS[schedule]
+
+
+def unstable(spread: Mapping[str, float]) -> list[str]:
+    """Rules whose suggestion moved more than :data:`UNSTABLE_DECADES` between runs."""
+    return [m for m, s in spread.items() if s > UNSTABLE_DECADES]
+
+
+def tiny_data(data_passes: float | None) -> bool:
+    """Whether one range test went through the data :data:`TINY_DATA_PASSES` times or more."""
+    return data_passes is not None and data_passes >= TINY_DATA_PASSES
+
+
+def caveats(spread: Mapping[str, float], data_passes: float | None) -> list[str]:
+    """Why to trust a suggestion less, each with what to do; empty when none applies."""
+    out = []
+    moved = unstable(spread)
+    if moved:
+        out.append(
+            f"unstable over runs: {', '.join(moved)} moved more than "
+            f"{UNSTABLE_DECADES} decade between data orders; prefer a stable rule"
+        )
+    if tiny_data(data_passes):
+        out.append(
+            f"the range test went through the training data {data_passes:.1f} times: "
+            "on a dataset this small the loss falls from training as much as from the LR; "
+            "confirm with a short sweep around the suggestion (lrs='around-finder')"
+        )
+    return out
