@@ -70,6 +70,11 @@ class ConfigSummary:
     def std(self) -> float:
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
+    def fold_mean(self, fold: str) -> float | None:
+        """The mean over the finished runs validated on ``fold`` (``None`` when none)."""
+        values = self.by_fold.get(fold)
+        return statistics.fmean(values) if values else None
+
     @property
     def label(self) -> str:
         return f"{self.schedule} · {self.optimizer} · lr={self.lr:.3g}"

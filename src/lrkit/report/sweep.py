@@ -7,7 +7,6 @@ Rendering only: the numbers come from :mod:`lrkit.report.analysis`. Reads only t
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +246,7 @@ def write_sweep_report(store: Store, sweep: str, path: str | Path) -> Path:
     page.heading("Best configurations, per fold")
     rows = []
     for s in order[:8]:
-        cells = [f"{statistics.fmean(s.by_fold[f]):.4g}" if f in s.by_fold else "—" for f in folds]
+        cells = ["—" if (m := s.fold_mean(f)) is None else f"{m:.4g}" for f in folds]
         rows.append([s.label, *cells, f"{s.mean:.4g} ± {s.std:.2g}", f"{len(s.values)}/{s.runs}"])
     page.table(
         ["configuration", *folds, "mean ± std", "finished"], rows, ["best"] + [""] * (len(rows) - 1)
