@@ -19,7 +19,7 @@ from lrkit.sweeps.spec import RunConfig
 EXECUTORS: dict[str, str] = {
     "serial": "one run after another in this process",
     "processes": "a pool of --workers local processes",
-    "ray": "Ray tasks on a local cluster or the one at --address",
+    "ray": "--workers Ray actors on a local cluster or the one at --address",
     "vectorized": "runs that differ only in LR and seed trained together (fit_many)",
     "auto": "vectorized on CUDA, else processes when runs and cores are many, else serial",
 }
