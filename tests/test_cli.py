@@ -120,6 +120,44 @@ def test_train_bad_schedule_and_optimizer(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "optimizer must be one of" in result.output
 
 
+def test_sweep_help_lists_every_executor() -> None:
+    from lrkit.sweeps.executors import EXECUTORS
+
+    result = runner.invoke(app, ["sweep", "--help"])
+    assert result.exit_code == 0
+    for name in EXECUTORS:
+        assert f"{name}:" in result.output, name
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["find", "nope"], "unknown task 'nope'"),
+        (["train", "nope", "--lr", "0.1"], "unknown task 'nope'"),
+        (["schedule", "cosin(lr=1)"], "cosin"),
+        (["demo", "--task", "nope"], "unknown task 'nope'"),
+        (["finetune", "digits-mlp", "--pretrained", "missing.pt"], "no checkpoint"),
+        (["sweep", "missing.toml"], "no sweep spec"),
+        (["report", "missing"], "no lrkit.db"),
+        (["runs", "ls", "missing"], "no lrkit.db"),
+        (["runs", "best", "missing"], "no lrkit.db"),
+    ],
+)
+def test_user_errors_of_every_command_are_one_line_and_exit_2(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.startswith("error: ") and result.output.count("error:") == 1
+
+
+def test_debug_shows_the_exception_instead(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--debug", "find", "nope"])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+
+
 def test_every_command_has_help() -> None:
     for command in ([], ["find"], ["train"], ["schedule"], ["demo"]):
         result = runner.invoke(app, [*command, "--help"])

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import torch
 from tests.browser import non_blank_fraction, render
+from tests.conftest import make_data, make_model
 from typer.testing import CliRunner
 
 import lrkit
 from lrkit.cli import app
-from lrkit.sweeps import Store, SweepSpec, logspace, sweep
+from lrkit.sweeps import Store, SweepSpec, logspace, run_spec, sweep
 from lrkit.sweeps.spec import RunConfig
-from lrkit.tasks import get_task
+from lrkit.tasks import Task, get_task
 
 TINY = {"task": "digits-mlp", "epochs": 1}
 
@@ -174,10 +175,69 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path: P
     assert res.report is not None
 
 
-def test_task_objects_only_run_serially(tmp_path: Path) -> None:
+def test_task_objects_only_run_in_this_process(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"module\.path:function"):
         sweep(get_task("digits-mlp"), lrs=[0.1], epochs=1, executor="processes",
               store=tmp_path)  # fmt: skip
+
+
+def twin_task(data_seed: int) -> Task:
+    """Tasks all named "twin" whose data differ with ``data_seed``."""
+    return Task(name="twin", make_model=lambda seed: make_model(seed), train=make_data(128,
+                seed=data_seed), val=make_data(64, seed=data_seed + 100),
+                criterion=torch.nn.CrossEntropyLoss(), batch_size=32, epochs=1)  # fmt: skip
+
+
+@pytest.mark.parametrize("executor", ["serial", "vectorized"])
+def test_two_sweeps_in_one_process_each_train_on_their_own_task(
+    executor: str, tmp_path: Path
+) -> None:
+    # Two Task objects of one name: a task cache kept past the first sweep (keyed by name)
+    # trained the second sweep on the first sweep's data.
+    finals = {}
+    for data_seed in (1, 2):
+        res = sweep(twin_task(data_seed), lrs=[0.1], epochs=1, executor=executor,
+                    store=tmp_path / str(data_seed), progress=False, report=False)  # fmt: skip
+        assert [r.status for r in res.runs] == ["done"]
+        finals[data_seed] = res.runs[0].summary["final"]
+        own = twin_task(data_seed).fit(0.1, progress=False).final
+        for metric, value in own.items():
+            assert finals[data_seed][metric] == pytest.approx(value, rel=1e-4), metric
+    assert finals[1]["val_loss"] != pytest.approx(finals[2]["val_loss"], rel=1e-3)
+
+
+def test_sweep_without_the_report_extras_stops_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    with pytest.raises(ImportError, match=r"pip install 'lrkit\[report\]'.*report=False"):
+        sweep("digits-mlp", lrs=[0.1], epochs=1, store=tmp_path, progress=False)
+    assert not (tmp_path / "lrkit.db").exists()  # nothing registered, claimed or trained
+    res = sweep("digits-mlp", lrs=[0.1], epochs=1, store=tmp_path, progress=False,
+                report=False)  # fmt: skip
+    assert res.ran == 1 and res.report is None
+
+
+def test_cli_sweep_without_the_report_extras_names_no_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "mini.toml"
+    spec.write_text('task = "digits-mlp"\nepochs = 1\nlrs = [0.1]\n')
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    runner = CliRunner()
+    result = runner.invoke(app, ["sweep", str(spec), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--no-report" in result.output
+    assert not (tmp_path / "s" / "lrkit.db").exists()
+    args = ["sweep", str(spec), "--store", str(tmp_path / "s"), "--no-report"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "1 ran" in result.output, result.output
+    assert not (tmp_path / "s" / "report.html").exists()
+
+
+def test_run_spec_runs_the_grid_and_writes_no_report(tmp_path: Path) -> None:
+    res = run_spec(SweepSpec(lrs=[0.1], **TINY), store=tmp_path, progress=False)
+    assert res.ran == 1 and res.report is None
+    assert not (tmp_path / "report.html").exists()
 
 
 def test_around_finder_spreads_points_around_the_suggestion(tmp_path: Path) -> None:

@@ -118,3 +118,55 @@ def test_corrupt_idx_file_is_refused(tmp_path: Path) -> None:
         f.write(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")
     with pytest.raises(ValueError, match="header says"):
         read_idx(path)
+
+
+def test_task_fit_is_the_wiring_written_out() -> None:
+    import torch
+
+    from lrkit.schedules import for_run
+    from lrkit.train import fit
+
+    task = get_task("digits-mlp")
+    got = task.fit(0.05, schedule="one_cycle", optimizer="adam", seed=3, epochs=1,
+                   progress=False)  # fmt: skip
+    loader = task.train_loader(3)
+    sched = for_run("one_cycle", 0.05, len(loader))
+    model = task.make_model(3)
+    opt = task.make_optimizer(model, lr=sched(0), optimizer="adam")
+    assert isinstance(opt, torch.optim.Adam)
+    want = fit(model, opt, loader, task.criterion, 1, schedule=sched, val_loader=task.val_loader(),
+               metrics=(task.metric,), seed=3, progress=False)  # fmt: skip
+    assert got.step_lr == want.step_lr and got.step_loss == want.step_loss
+    assert got.epochs == want.epochs
+
+
+def test_task_fit_takes_a_schedule_object_and_the_tasks_epochs() -> None:
+    from lrkit.schedules import constant
+
+    task = get_task("digits-mlp")
+    task.epochs = 2
+    history = task.fit(schedule=constant(0.02), progress=False)
+    assert len(history.epochs) == 2
+    assert set(history.step_lr) == {0.02}
+    assert len(history.step_lr) == 2 * task.steps_per_epoch
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"schedule": "cosine"}, "lr is needed to fill schedule 'cosine'"),
+        ({"lr": 0.1, "schedule": "constant(lr=0.1)", "epochs": 0}, "epochs must be"),
+    ],
+)
+def test_task_fit_rejects_bad_arguments_before_training(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_task("digits-mlp").fit(progress=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_task_fit_rejects_an_lr_beside_a_schedule_object() -> None:
+    from lrkit.schedules import constant
+
+    with pytest.raises(ValueError, match="not both"):
+        get_task("digits-mlp").fit(0.1, schedule=constant(0.1), progress=False)

@@ -6,14 +6,19 @@ User errors (unknown task, bad argument, missing files) print one line and exit 
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from lrkit.sweeps import Store
+from lrkit.sweeps.executors import EXECUTORS
 
 app = typer.Typer(
     help="lrkit: the learning-rate toolkit for PyTorch.",
@@ -33,11 +38,30 @@ def _main(
     _state["debug"] = debug
 
 
-def _fail(exc: BaseException) -> None:
+USER_ERRORS = (ValueError, TypeError, ImportError, FileNotFoundError)
+"""What a user's input can cause: one line and exit code 2 (``--debug`` shows the trace)."""
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _fail(exc: BaseException) -> NoReturn:
     if _state["debug"]:
         raise exc
     err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(2)
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """The command, with a user error (:data:`USER_ERRORS`) turned into one line and exit 2."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as exc:
+            _fail(exc)
+
+    return run
 
 
 def suggestions_table(result: Any, title: str = "LR suggestions") -> Table:
@@ -68,10 +92,10 @@ DataDir = Annotated[
 Fold = Annotated[int | None, typer.Option(help="Cross-validation fold to validate on.")]
 Folds = Annotated[int, typer.Option(help="Number of cross-validation folds.")]
 Seed = Annotated[int, typer.Option(help="Seed for model init and data order.")]
-USER_ERRORS = (ValueError, TypeError, ImportError, FileNotFoundError)
 
 
 @app.command()
+@user_errors
 def find(
     task: TaskArg,
     start_lr: Annotated[float, typer.Option(help="First LR of the sweep.")] = 1e-7,
@@ -91,17 +115,13 @@ def find(
     from lrkit.finder import find_lr
     from lrkit.tasks import get_task
 
-    try:
-        t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
-        model = t.make_model(seed)
-        optimizer = t.make_optimizer(model)
-        result = find_lr(
-            model, optimizer, t.train_loader(seed), t.criterion, start_lr=start_lr,
-            end_lr=end_lr, num_steps=steps, mode=mode, runs=runs, seed=seed,  # type: ignore[arg-type]
-        )  # fmt: skip
-    except USER_ERRORS as exc:
-        _fail(exc)
-        return
+    t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
+    model = t.make_model(seed)
+    optimizer = t.make_optimizer(model)
+    result = find_lr(
+        model, optimizer, t.train_loader(seed), t.criterion, start_lr=start_lr,
+        end_lr=end_lr, num_steps=steps, mode=mode, runs=runs, seed=seed,  # type: ignore[arg-type]
+    )  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     result.save(output / "finder.json")
     result.plot(output / "finder.png")
@@ -121,6 +141,7 @@ def find(
 
 
 @app.command()
+@user_errors
 def schedule(
     spec: Annotated[
         list[str],
@@ -137,13 +158,9 @@ def schedule(
     from lrkit import plot_schedule
     from lrkit.schedules import parse
 
-    try:
-        scheds = [parse(s) for s in spec]
-        if steps < 1:
-            raise ValueError(f"--steps must be >= 1 (got {steps})")
-    except (ValueError, TypeError) as exc:
-        _fail(exc)
-        return
+    scheds = [parse(s) for s in spec]
+    if steps < 1:
+        raise ValueError(f"--steps must be >= 1 (got {steps})")
     table = Table(title="learning rate at selected steps")
     table.add_column("step", justify="right")
     for i in range(len(scheds)):
@@ -160,6 +177,7 @@ def schedule(
 
 
 @app.command()
+@user_errors
 def train(
     task: TaskArg,
     lr: Annotated[float, typer.Option(help="Learning rate (max LR of a schedule).")],
@@ -184,25 +202,11 @@ def train(
 ) -> None:
     """Train TASK with one LR and schedule; print the epochs, save the history and curves."""
     from lrkit._plot import plot_histories, plot_lr_histories
-    from lrkit.schedules import for_run
-    from lrkit.train import fit
+    from lrkit.tasks import get_task
 
-    try:
-        from lrkit.tasks import get_task
-
-        t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
-        n_epochs = t.epochs if epochs is None else epochs
-        loader = t.train_loader(seed)
-        sched = for_run(schedule, lr, n_epochs * len(loader))
-        model = t.make_model(seed)
-        opt = t.make_optimizer(model, lr=sched(0), optimizer=optimizer)
-        history = fit(
-            model, opt, loader, t.criterion, n_epochs, schedule=sched,
-            val_loader=t.val_loader(), metrics=(t.metric,), seed=seed,
-        )  # fmt: skip
-    except USER_ERRORS as exc:
-        _fail(exc)
-        return
+    t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
+    sched = t.schedule_for(schedule, lr, epochs)
+    history = t.fit(schedule=sched, optimizer=optimizer, seed=seed, epochs=epochs)
     console.print(f"{t.name}: {sched.to_spec()}", highlight=False, markup=False)
     table = Table()
     for column in history.epochs[0] if history.epochs else ["epoch"]:
@@ -219,6 +223,7 @@ def train(
 
 
 @app.command()
+@user_errors
 def demo(
     task: Annotated[str, typer.Option(help="Task to run the experiment on.")] = "mnist-lenet",
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path(
@@ -232,14 +237,10 @@ def demo(
     """The finder's LR vs fixed LRs 1e-5, 1e-4, 1e-1, and one-cycle: report.html and PNGs."""
     from lrkit.demo import run_demo, summary_rows
 
-    try:
-        results = run_demo(
-            task, output, quick=quick, epochs=epochs, seed=seed, data_dir=data_dir,
-            log=lambda line: console.print(line, highlight=False),
-        )  # fmt: skip
-    except USER_ERRORS as exc:
-        _fail(exc)
-        return
+    results = run_demo(
+        task, output, quick=quick, epochs=epochs, seed=seed, data_dir=data_dir,
+        log=lambda line: console.print(line, highlight=False),
+    )  # fmt: skip
     header, rows, _ = summary_rows(results)
     table = Table(title=f"{escape(results['task'])}: {results['epochs']} epochs per run")
     for column in header:
@@ -256,31 +257,8 @@ def demo(
     )
 
 
-def load_pretrained(model: Any, path: Path) -> tuple[list[str], list[str]]:
-    """Copy the checkpoint's tensors whose names and shapes match into ``model``.
-
-    Returns (loaded, skipped) names: a head of another shape is skipped and stays new.
-    """
-    import torch
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds no state dict (got {type(state).__name__})")
-    own = model.state_dict()
-    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
-    skipped = [k for k in own if k not in loaded]
-    if not loaded:
-        raise ValueError(f"no tensor of {path} matches the model's names and shapes")
-    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    return loaded, skipped
-
-
 @app.command()
+@user_errors
 def finetune(
     task: TaskArg,
     pretrained: Annotated[Path, typer.Option(help="Checkpoint (a state dict) to start from.")],
@@ -296,22 +274,18 @@ def finetune(
     data_dir: DataDir = None,
 ) -> None:
     """Fine-tune TASK's model from CHECKPOINT: head first, then everything (discriminative)."""
-    from lrkit.finetune import fine_tune
+    from lrkit.finetune import fine_tune, load_pretrained
     from lrkit.tasks import get_task
 
-    try:
-        t = get_task(task, data_dir=data_dir)
-        model = t.make_model(seed)
-        loaded, skipped = load_pretrained(model, pretrained)
-        result = fine_tune(
-            model, t.train_loader(seed), t.criterion, epochs=epochs, freeze_epochs=freeze_epochs,
-            base_lr=lr, lr_mult=lr_mult, val_loader=t.val_loader(), groups=groups,
-            optimizer=t.optimizer, optimizer_kwargs=t.optimizer_kwargs, metrics=(t.metric,),
-            seed=seed,
-        )  # fmt: skip
-    except USER_ERRORS as exc:
-        _fail(exc)
-        return
+    t = get_task(task, data_dir=data_dir)
+    model = t.make_model(seed)
+    loaded, skipped = load_pretrained(model, pretrained)
+    result = fine_tune(
+        model, t.train_loader(seed), t.criterion, epochs=epochs, freeze_epochs=freeze_epochs,
+        base_lr=lr, lr_mult=lr_mult, val_loader=t.val_loader(), groups=groups,
+        optimizer=t.optimizer, optimizer_kwargs=t.optimizer_kwargs, metrics=(t.metric,),
+        seed=seed,
+    )  # fmt: skip
     new = ", ".join(skipped) or "—"
     console.print(f"loaded {len(loaded)} tensors from {pretrained}; new: {new}", markup=False)
     spread = ", ".join(f"{x:.2g}" for x in result.full_lrs)
@@ -328,28 +302,35 @@ def finetune(
     console.print(f"wrote {output / 'finetune_history.json'}")
 
 
+EXECUTOR_HELP = "; ".join(f"{name}: {what}" for name, what in EXECUTORS.items()) + "."
+
+
 @app.command("sweep")
+@user_errors
 def sweep_command(
     spec: Annotated[Path, typer.Argument(help="A TOML file with the sweep's fields.")],
     store: Annotated[
         Path | None, typer.Option(help="Store directory (default: runs/<spec name>).")
     ] = None,
-    executor: Annotated[str, typer.Option(help="serial, processes or ray.")] = "serial",
+    executor: Annotated[str, typer.Option(help=EXECUTOR_HELP)] = "serial",
     workers: Annotated[int | None, typer.Option(help="Processes / Ray CPUs.")] = None,
     address: Annotated[str | None, typer.Option(help="Address of a Ray cluster.")] = None,
+    report: Annotated[
+        bool, typer.Option(help="Write report.html and sensitivity.png (the report extra).")
+    ] = True,
 ) -> None:
     """Run (or resume) the sweep in SPEC; write the store and report.html."""
     from lrkit.sweeps import SweepSpec, run_spec
 
-    try:
-        if not spec.is_file():
-            raise FileNotFoundError(f"no sweep spec at {spec}")
-        parsed = SweepSpec.from_toml(spec)
-        result = run_spec(parsed, executor=executor, store=store or Path("runs") / parsed.name,
-                          workers=workers, address=address)  # fmt: skip
-    except USER_ERRORS as exc:
-        _fail(exc)
-        return
+    if not spec.is_file():
+        raise FileNotFoundError(f"no sweep spec at {spec}")
+    parsed = SweepSpec.from_toml(spec)
+    if report:
+        from lrkit.report.html import require_report_extras
+
+        require_report_extras(skip="--no-report")
+    result = run_spec(parsed, executor=executor, store=store or Path("runs") / parsed.name,
+                      workers=workers, address=address)  # fmt: skip
     done = sum(r.status == "done" for r in result.runs)
     console.print(
         f"{result.name}: {result.ran} ran, {result.skipped} already done, {done}/"
@@ -357,32 +338,45 @@ def sweep_command(
     )
     for r in result.failures:
         console.print(f"[red]failed[/] {r.id} lr={r.config['lr']:.3g}: {escape(r.error or '')}")
-    if result.report is not None:
-        console.print(f"wrote {result.report}")
+    if report and done:
+        from lrkit.report.sweep import write_sweep_report
+
+        path = write_sweep_report(result.store, result.name, result.store.directory / "report.html")
+        console.print(f"wrote {path}")
+
+
+def _open_store(directory: Path) -> Store:
+    """The store in ``directory``; a missing one is a user error, not an empty store."""
+    db = Store(directory)
+    if not db.path.is_file():
+        raise FileNotFoundError(f"no lrkit.db in {directory}")
+    return db
+
+
+def _sweep_name(db: Store, name: str | None) -> str:
+    """``name``, or the store's latest sweep; checked against the sweeps the store holds."""
+    names = db.sweeps()
+    chosen = name or (names[-1] if names else None)
+    if chosen is None or chosen not in names:
+        raise ValueError(f"no sweep {chosen!r} in {db.path}; sweeps there: {names}")
+    return chosen
+
+
+SweepName = Annotated[str | None, typer.Option(help="Sweep name, if the store has several.")]
 
 
 @app.command()
+@user_errors
 def report(
     store: Annotated[Path, typer.Argument(help="A sweep's store directory.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
-    name: Annotated[str | None, typer.Option(help="Sweep name, if the store has several.")] = None,
+    name: SweepName = None,
 ) -> None:
     """Rebuild the HTML report of a sweep from its store."""
     from lrkit.report.sweep import write_sweep_report
-    from lrkit.sweeps import Store
 
-    try:
-        db = Store(store)
-        if not db.path.is_file():
-            raise FileNotFoundError(f"no lrkit.db in {store}")
-        names = db.sweeps()
-        chosen = name or (names[-1] if names else None)
-        if chosen is None or chosen not in names:
-            raise ValueError(f"no sweep {chosen!r} in {db.path}; sweeps there: {names}")
-        path = write_sweep_report(db, chosen, output or store / "report.html")
-    except USER_ERRORS as exc:
-        _fail(exc)
-        return
+    db = _open_store(store)
+    path = write_sweep_report(db, _sweep_name(db, name), output or store / "report.html")
     console.print(f"wrote {path}")
 
 
@@ -392,13 +386,10 @@ StoreOpt = Annotated[Path, typer.Option(help="Store directory.")]
 
 
 @runs_app.command("ls")
+@user_errors
 def runs_ls(store: Annotated[Path, typer.Argument(help="Store directory.")]) -> None:
     """One line per run: id, status, config, final metrics."""
-    from lrkit.sweeps import Store
-
-    db = Store(store)
-    if not db.path.is_file():
-        _fail(FileNotFoundError(f"no lrkit.db in {store}"))
+    db = _open_store(store)
     table = Table()
     for column in ("id", "status", "lr", "schedule", "optimizer", "seed", "fold", "final"):
         table.add_column(column)
@@ -412,25 +403,45 @@ def runs_ls(store: Annotated[Path, typer.Argument(help="Store directory.")]) -> 
     console.print(table)
 
 
+@runs_app.command("best")
+@user_errors
+def runs_best(
+    store: Annotated[Path, typer.Argument(help="Store directory.")],
+    name: SweepName = None,
+    top: Annotated[int, typer.Option(help="Configurations to list.")] = 8,
+) -> None:
+    """The configurations ranked by final metric over their seeds and folds, and the verdict."""
+    from lrkit.report.analysis import pick_metric, ranked, summarize, verdict
+
+    db = _open_store(store)
+    records = db.runs(_sweep_name(db, name))
+    metric = pick_metric(records)
+    summaries = summarize(records, metric)
+    table = Table(title=f"final {metric}, best first")
+    for column in ("configuration", "mean", "std", "finished", "diverged", "failed"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for s in ranked(summaries, metric)[:top]:
+        table.add_row(s.label, f"{s.mean:.4g}", f"{s.std:.2g}", f"{len(s.values)}/{s.runs}",
+                      str(s.diverged), str(s.failed))  # fmt: skip
+    console.print(table)
+    console.print(verdict(summaries, metric), highlight=False)
+
+
 @runs_app.command("show")
+@user_errors
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
     store: StoreOpt = Path("runs/sweep"),
 ) -> None:
     """A run's config, status, error and per-epoch metrics."""
-    from lrkit.sweeps import Store
-
-    try:
-        r = Store(store).run(run_id)
-    except USER_ERRORS as exc:
-        _fail(exc)
-        return
+    db = Store(store)
+    r = db.run(run_id)
     console.print(f"run {r.id} ({r.status}{', diverged' if r.diverged else ''})", markup=False)
     for key, value in r.config.items():
         console.print(f"  {key}: {value}", markup=False)
     if r.error:
         console.print(f"  error: {r.error}", markup=False)
-    epochs = Store(store).metrics(r.id, "epoch")
+    epochs = db.metrics(r.id, "epoch")
     if epochs:
         table = Table()
         table.add_column("epoch")

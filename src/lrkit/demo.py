@@ -23,7 +23,7 @@ from torch.utils.data import Subset
 from lrkit.finder import FinderResult, find_lr
 from lrkit.schedules import Schedule, constant, one_cycle
 from lrkit.tasks import Task, get_task, num_samples
-from lrkit.train import History, fit
+from lrkit.train import History
 
 FIXED_LRS = (1e-5, 1e-4, 1e-1)
 PUBLISHED = {
@@ -116,13 +116,8 @@ def run_demo(
     runs: list[Run] = []
     for i, (label, run_lr, schedule) in enumerate(plan, start=1):
         log(f"[{i}/{len(plan)}] {label}: {t.epochs} epochs")
-        model = t.make_model(seed)  # the same initial weights for every run
-        optimizer = t.make_optimizer(model, lr=schedule(0))
-        history = fit(
-            model, optimizer, t.train_loader(seed), t.criterion, t.epochs,
-            schedule=schedule, val_loader=t.val_loader(), metrics=(t.metric,), seed=seed,
-            progress=progress,
-        )  # fmt: skip
+        # the same initial weights and data order (seed) for every run
+        history = t.fit(schedule=schedule, seed=seed, progress=progress)
         runs.append(Run(label, run_lr, schedule, history))
 
     results = write_outputs(out, t, finder, runs, time.perf_counter() - started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from lrkit.optimizers import OPTIMIZERS
 from lrkit.schedules import one_cycle
 from lrkit.train import History, fit
 
-__all__ = ["FineTuneResult", "fine_tune"]
+__all__ = ["FineTuneResult", "fine_tune", "load_pretrained"]
 
 
 @dataclass
@@ -32,6 +33,31 @@ class FineTuneResult:
     full_finder: FinderResult | None
     full_lrs: list[float]
     full_history: History
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Copy the checkpoint's tensors whose names and shapes match into ``model``.
+
+    ``path`` holds a state dict, or a dict with one under ``"state_dict"`` or ``"model"``
+    (Lightning and common training scripts save those). Returns ``(loaded, skipped)`` names:
+    a head of another shape is skipped and keeps its fresh weights, ready for fine-tuning.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict (got {type(state).__name__})")
+    own = model.state_dict()
+    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    skipped = [k for k in own if k not in loaded]
+    if not loaded:
+        raise ValueError(f"no tensor of {path} matches the model's names and shapes")
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return loaded, skipped
 
 
 def _suggested(result: FinderResult, stage: str) -> float:

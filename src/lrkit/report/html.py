@@ -32,6 +32,25 @@ def require_plotly() -> Any:
     return plotly
 
 
+def require_report_extras(skip: str = "report=False") -> None:
+    """Fail now, naming the extra, unless plotly and matplotlib (the ``report`` extra) import.
+
+    Called before a sweep claims its first run, so that a missing extra costs nothing;
+    ``skip`` names the option that turns the report off (``report=False``, ``--no-report``).
+    """
+    missing = []
+    for module in ("plotly", "matplotlib"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ImportError(
+            f"the sweep report needs {' and '.join(missing)}: pip install 'lrkit[report]', "
+            f"or pass {skip} to run the sweep without a report"
+        )
+
+
 @dataclass
 class Page:
     """Sections of headings, text, tables and figures, written as one offline HTML file."""

@@ -1,150 +1,32 @@
 """The sweep report: parallel coordinates, LR sensitivity, per-fold table, curves, verdict.
 
-Reads only the store, so ``lrkit report runs/NAME`` can rebuild it at any time.
+Rendering only: the numbers come from :mod:`lrkit.report.analysis`. Reads only the store, so
+``lrkit report runs/NAME`` can rebuild it at any time. Needs the ``report`` extra.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrkit.report.analysis import (
+    HIGHER_IS_BETTER,
+    ConfigSummary,
+    best_runs,
+    by_line,
+    fold_name,
+    pick_metric,
+    ranked,
+    run_label,
+    summarize,
+    value_of,
+    verdict,
+)
 from lrkit.report.html import Page
 from lrkit.sweeps.store import RunRecord, Store
 
-HIGHER_IS_BETTER = {"accuracy"}
-
-
-def pick_metric(records: list[RunRecord]) -> str:
-    """The task's metric if the runs recorded one, else the validation loss."""
-    for r in records:
-        final = r.summary.get("final", {})
-        for key in final:
-            if key not in ("epoch", "train_loss", "val_loss"):
-                return str(key)
-        if "val_loss" in final:
-            return "val_loss"
-    return "train_loss"
-
-
-def value_of(record: RunRecord, metric: str) -> float:
-    if record.status != "done" or record.diverged:
-        return math.nan
-    value = record.summary.get("final", {}).get(metric)
-    return math.nan if value is None else float(value)
-
-
-@dataclass
-class ConfigSummary:
-    """One (lr, schedule, optimizer) over its seeds and folds."""
-
-    lr: float
-    schedule: str
-    optimizer: str
-    values: list[float]  # finite results
-    runs: int
-    diverged: int
-    failed: int
-    by_fold: dict[str, list[float]]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values) if self.values else math.nan
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
-
-    @property
-    def label(self) -> str:
-        return f"{self.schedule} · {self.optimizer} · lr={self.lr:.3g}"
-
-
-def fold_name(fold: int | None) -> str:
-    return "split" if fold is None else f"fold {fold}"
-
-
-def summarize(records: list[RunRecord], metric: str) -> list[ConfigSummary]:
-    groups: dict[tuple[float, str, str], list[RunRecord]] = defaultdict(list)
-    for r in records:
-        c = r.config
-        groups[(c["lr"], c["schedule"], c["optimizer"])].append(r)
-    out = []
-    for (lr, schedule, optimizer), members in sorted(groups.items()):
-        by_fold: dict[str, list[float]] = defaultdict(list)
-        values = []
-        for r in members:
-            v = value_of(r, metric)
-            if math.isfinite(v):
-                values.append(v)
-                by_fold[fold_name(r.config["fold"])].append(v)
-        out.append(
-            ConfigSummary(
-                lr,
-                schedule,
-                optimizer,
-                values,
-                len(members),
-                sum(r.diverged for r in members),
-                sum(r.status == "failed" for r in members),
-                dict(by_fold),
-            )
-        )
-    return out
-
-
-def by_line(summaries: list[ConfigSummary]) -> dict[tuple[str, str], list[ConfigSummary]]:
-    """Configs grouped per (schedule, optimizer): one sensitivity line each, LR ascending."""
-    lines: dict[tuple[str, str], list[ConfigSummary]] = defaultdict(list)
-    for s in sorted(summaries, key=lambda s: s.lr):
-        lines[(s.schedule, s.optimizer)].append(s)
-    return dict(sorted(lines.items()))
-
-
-def ranked(summaries: list[ConfigSummary], metric: str) -> list[ConfigSummary]:
-    """Best first; a config with any diverged or failed run ranks after every clean one."""
-    sign = -1.0 if metric in HIGHER_IS_BETTER else 1.0
-    return sorted(
-        (s for s in summaries if s.values),
-        key=lambda s: (s.diverged + s.failed > 0, sign * s.mean),
-    )
-
-
-def verdict(summaries: list[ConfigSummary], metric: str) -> str:
-    """The best config and its spread, in words."""
-    order = ranked(summaries, metric)
-    if not order:
-        return "No run finished: nothing to recommend."
-    best = order[0]
-    folds = {f for s in summaries for f in s.by_fold}
-    text = (
-        f"Best: {best.schedule} with {best.optimizer} at lr={best.lr:.3g} — {metric} "
-        f"{best.mean:.4g} ± {best.std:.2g} over {len(best.values)} runs"
-        + (f" ({len(folds)} folds)" if len(folds) > 1 else "")
-        + "."
-    )
-    close = [
-        s
-        for s in order
-        if s.schedule == best.schedule
-        and s.optimizer == best.optimizer
-        and abs(s.mean - best.mean) <= max(best.std, 1e-12)
-    ]
-    if len(close) > 1:
-        lo, hi = min(s.lr for s in close), max(s.lr for s in close)
-        text += (
-            f" LRs from {lo:.3g} to {hi:.3g} are within one standard deviation of it: the "
-            "choice is robust across that range."
-        )
-    else:
-        text += " No other LR comes within one standard deviation: the choice is sharp."
-    return text
-
-
-# ----------------------------------------------------------------------------- figures
+__all__ = ["write_sweep_report"]
 
 
 def parallel_figure(records: list[RunRecord], metric: str) -> Any:
@@ -364,23 +246,12 @@ def write_sweep_report(store: Store, sweep: str, path: str | Path) -> Path:
     page.heading("Best configurations, per fold")
     rows = []
     for s in order[:8]:
-        cells = [f"{statistics.fmean(s.by_fold[f]):.4g}" if f in s.by_fold else "—" for f in folds]
+        cells = ["—" if (m := s.fold_mean(f)) is None else f"{m:.4g}" for f in folds]
         rows.append([s.label, *cells, f"{s.mean:.4g} ± {s.std:.2g}", f"{len(s.values)}/{s.runs}"])
     page.table(
         ["configuration", *folds, "mean ± std", "finished"], rows, ["best"] + [""] * (len(rows) - 1)
     )
-    best_runs = sorted(
-        (r for r in records if math.isfinite(value_of(r, metric))),
-        key=lambda r: value_of(r, metric) * (-1 if metric in HIGHER_IS_BETTER else 1),
-    )[:5]
-    top = [
-        (
-            r.id,
-            f"{r.config['schedule']} · {r.config['optimizer']} · lr={r.config['lr']:.3g}"
-            f" · seed {r.config['seed']} · {fold_name(r.config['fold'])}",
-        )
-        for r in best_runs
-    ]
+    top = [(r.id, run_label(r)) for r in best_runs(records, metric)]
     page.heading("Loss curves of the top runs")
     page.figure(curves_figure(store, top))
     failures = [r for r in records if r.status == "failed"]

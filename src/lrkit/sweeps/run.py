@@ -1,53 +1,60 @@
-"""One run of a sweep, as a plain function of plain data: what every executor calls."""
+"""One run of a sweep, as a plain function of plain data: what every executor calls.
+
+A run names its task (``RunConfig.task``); a :class:`TaskResolver` turns names into
+:class:`~lrkit.tasks.Task` objects. Each sweep call makes its own resolver (and each worker
+process or Ray actor its own), so the tasks built for one sweep never leak into another.
+"""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from lrkit.schedules import for_run
 from lrkit.sweeps.spec import RunConfig, resolve_task
 from lrkit.tasks import Task
-from lrkit.train import fit
 
-_TASKS: dict[tuple[Any, ...], Task] = {}
-LOCAL_TASKS: dict[str, Task] = {}
-"""Task objects passed to ``sweep`` in this process (the serial executor runs them)."""
+__all__ = ["TaskResolver", "run_config"]
 
 
-def task_for(config: RunConfig) -> Task:
-    """The run's Task, built once per process and fold."""
-    key = (config.task, config.data_dir, config.fold, config.n_folds)
-    if key not in _TASKS:
-        if config.task in LOCAL_TASKS:
-            task = LOCAL_TASKS[config.task]
-            _TASKS[key] = task if config.fold is None else task.fold(config.fold, config.n_folds)
-        else:
-            _TASKS[key] = resolve_task(config)
-    return _TASKS[key]
+class TaskResolver:
+    """The Task of each run, built once per (task, data_dir, fold, n_folds) and kept here.
+
+    ``local`` maps ``"local:<name>"`` task names to Task objects handed to :func:`lrkit.sweep`
+    in this process; every other name is resolved with :func:`lrkit.get_task`.
+    """
+
+    def __init__(self, local: Mapping[str, Task] | None = None) -> None:
+        self._local = dict(local or {})
+        self._built: dict[tuple[Any, ...], Task] = {}
+
+    def __call__(self, config: RunConfig) -> Task:
+        key = (config.task, config.data_dir, config.fold, config.n_folds)
+        if key not in self._built:
+            self._built[key] = self._build(config)
+        return self._built[key]
+
+    def _build(self, config: RunConfig) -> Task:
+        task = self._local.get(config.task)
+        if task is None:
+            return resolve_task(config)
+        return task if config.fold is None else task.fold(config.fold, config.n_folds)
 
 
-def run_config(config: dict[str, Any], threads: int = 1) -> dict[str, Any]:
-    """Train one configuration; return its id, history (as a dict) and host.
+def run_config(config: RunConfig, tasks: TaskResolver, threads: int = 1) -> dict[str, Any]:
+    """Train one configuration on its task from ``tasks``; return its id, history and host.
 
     Runs use ``threads`` intra-op threads (default 1), so that a result does not depend on
     which executor or machine ran it; parallelism comes from running runs side by side.
     """
-    cfg = RunConfig(**config)
-    task = task_for(cfg)
+    task = tasks(config)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        loader = task.train_loader(cfg.seed)
-        schedule = for_run(cfg.schedule, cfg.lr, cfg.epochs * len(loader))
-        model = task.make_model(cfg.seed)
-        optimizer = task.make_optimizer(model, lr=schedule(0), optimizer=cfg.optimizer)
-        history = fit(
-            model, optimizer, loader, task.criterion, cfg.epochs, schedule=schedule,
-            val_loader=task.val_loader(), metrics=(task.metric,), seed=cfg.seed, progress=False,
-        )  # fmt: skip
+        history = task.fit(config.lr, schedule=config.schedule, optimizer=config.optimizer,
+                           seed=config.seed, epochs=config.epochs, progress=False)  # fmt: skip
     finally:
         torch.set_num_threads(previous)
-    return {"id": cfg.id, "history": history.to_dict(), "host": socket.gethostname()}
+    return {"id": config.id, "history": history.to_dict(), "host": socket.gethostname()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,6 +13,10 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 from lrkit.optimizers import OPTIMIZERS as OPTIMIZERS  # the one table; re-exported
+
+if TYPE_CHECKING:
+    from lrkit.schedules import Schedule
+    from lrkit.train import History
 
 
 def targets_of(dataset: Dataset[Any]) -> np.ndarray:
@@ -80,6 +84,71 @@ class Task:
 
     def val_loader(self, batch_size: int = 500) -> DataLoader[Any]:
         return DataLoader(self.val, batch_size=batch_size, shuffle=False)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch: batches of :meth:`train_loader` (any seed)."""
+        return len(self.train_loader())
+
+    def schedule_for(self, schedule: str, lr: float, epochs: int | None = None) -> Schedule:
+        """``schedule`` (a bare name or a spec, see :func:`lrkit.schedules.for_run`) filled
+        with ``lr`` and the length of a run of ``epochs`` epochs (default: the task's)."""
+        from lrkit.schedules import for_run
+
+        n_epochs = self._epochs(epochs)
+        return for_run(schedule, lr, n_epochs * self.steps_per_epoch)
+
+    def fit(
+        self,
+        lr: float | None = None,
+        *,
+        schedule: str | Schedule = "constant",
+        optimizer: str | None = None,
+        seed: int = 0,
+        epochs: int | None = None,
+        progress: bool = True,
+    ) -> History:
+        """Train a fresh ``make_model(seed)`` on this task and return its history.
+
+        The wiring every caller shares (the CLI's ``train``, each run of a sweep, the demo):
+        model from ``seed``, the task's optimizer (or ``optimizer`` by name) starting at the
+        schedule's first LR, shuffled batches in the order of ``seed``, ``epochs`` epochs
+        (default: the task's), validation with the task's metric after every epoch.
+        ``schedule`` is a name or spec filled with ``lr`` (:meth:`schedule_for`), or a
+        ready :class:`~lrkit.schedules.Schedule` (then leave ``lr`` out).
+
+        >>> task = get_task("digits-mlp")                                # doctest: +SKIP
+        >>> history = task.fit(0.1, schedule="one_cycle", epochs=2)     # doctest: +SKIP
+        """
+        from lrkit.train import fit
+
+        n_epochs = self._epochs(epochs)
+        if isinstance(schedule, str):
+            if lr is None:
+                raise ValueError(
+                    f"lr is needed to fill schedule {schedule!r}; pass lr, or a Schedule object"
+                )
+            sched = self.schedule_for(schedule, lr, n_epochs)
+        elif lr is not None:
+            raise ValueError(
+                f"pass lr with a schedule name, or a Schedule object alone, not both (got "
+                f"lr={lr!r} and {schedule.to_spec()})"
+            )
+        else:
+            sched = schedule
+        model = self.make_model(seed)
+        opt = self.make_optimizer(model, lr=sched(0), optimizer=optimizer)
+        return fit(
+            model, opt, self.train_loader(seed), self.criterion, n_epochs, schedule=sched,
+            val_loader=self.val_loader(), metrics=(self.metric,), seed=seed, progress=progress,
+        )  # fmt: skip
+
+    def _epochs(self, epochs: int | None) -> int:
+        if epochs is None:
+            return self.epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1 or None (got {epochs!r})")
+        return epochs
 
     def fold(self, fold: int, n_folds: int = 5, seed: int = 0) -> Task:
         """This task with train+val pooled and split into ``n_folds``; fold ``fold`` validates.
