@@ -106,6 +106,8 @@ def test_one_cycle_is_a_join_of_public_anneals() -> None:
     )
     assert s.to_spec() == "one_cycle(max_lr=0.1, total_steps=1000)"  # derived: not in the spec
     assert s.start_lr == pytest.approx(0.004) and s.min_lr == pytest.approx(4e-7)
+    with pytest.warns(DeprecationWarning, match="use start_lr"):
+        assert s.initial_lr == s.start_lr
 
 
 def test_cyclic_momentum_is_the_inverted_cyclic() -> None:

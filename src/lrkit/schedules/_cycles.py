@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -109,6 +110,14 @@ class OneCycle(Schedule):
     def min_lr(self) -> float:
         """The value at the last step: ``start_lr / final_div_factor``."""
         return self.start_lr / self.final_div_factor
+
+    @property
+    def initial_lr(self) -> float:
+        """Deprecated: :attr:`start_lr` (0.1's name; goes in 0.3)."""
+        warnings.warn(
+            "OneCycle.initial_lr is deprecated: use start_lr", DeprecationWarning, stacklevel=2
+        )
+        return self.start_lr
 
     def _phases(self, start: float, peak: float, end: float) -> Join:
         """PyTorch's phases: ``start`` -> ``peak`` at step ``pct_start*total_steps - 1`` ->
