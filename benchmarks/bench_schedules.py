@@ -45,15 +45,15 @@ PAIRS: dict[str, tuple[Callable[..., T.LRScheduler], Callable[..., T.LRScheduler
         lambda o: T.OneCycleLR(o, max_lr=0.1, total_steps=STEPS + 1),
     ),
     "cosine": (
-        lambda o: lrkit.to_torch(o, S.cosine(lr=0.1, steps=STEPS)),
+        lambda o: lrkit.to_torch(o, S.cosine(max_lr=0.1, total_steps=STEPS)),
         lambda o: T.CosineAnnealingLR(o, T_max=STEPS),
     ),
     "cyclic triangular2 (with momentum)": (
-        lambda o: lrkit.to_torch(o, S.cyclic(0.01, 0.1, step_size_up=500, mode="triangular2")),
+        lambda o: lrkit.to_torch(o, S.cyclic(0.01, 0.1, up_steps=500, mode="triangular2")),
         lambda o: T.CyclicLR(o, 0.01, 0.1, step_size_up=500, mode="triangular2"),
     ),
     "step": (
-        lambda o: lrkit.to_torch(o, S.step(lr=0.1, gamma=0.5, step_size=1000)),
+        lambda o: lrkit.to_torch(o, S.step(start_lr=0.1, gamma=0.5, interval_steps=1000)),
         lambda o: T.StepLR(o, step_size=1000, gamma=0.5),
     ),
 }

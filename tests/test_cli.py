@@ -67,13 +67,13 @@ def test_schedule_plots_and_prints_values(tmp_path: Path) -> None:
     out = tmp_path / "s.png"
     result = runner.invoke(
         app,
-        ["schedule", "one_cycle(max_lr=0.1, total_steps=100)", "cosine(lr=0.05, steps=100)",
-         "--steps", "100", "-o", str(out)],
+        ["schedule", "one_cycle(max_lr=0.1, total_steps=100)",
+         "cosine(max_lr=0.05, total_steps=100)", "--steps", "100", "-o", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 10_000
     assert "0.004" in result.output  # one_cycle starts at max_lr / 25
-    assert "cosine(lr=0.05, steps=100)" in result.output
+    assert "cosine(max_lr=0.05, total_steps=100)" in result.output
 
 
 def test_schedule_bad_spec_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -128,12 +128,12 @@ def test_freeze_upto_and_without_train_bn_and_unfreeze() -> None:
 def test_to_torch_and_the_finder_keep_group_ratios() -> None:
     model = cnn()
     opt = torch.optim.SGD(lrkit.param_groups(model, slice(1e-4, 1e-2)), lr=1.0)
-    sched = lrkit.to_torch(opt, S.cosine(lr=0.02, steps=10))
+    sched = lrkit.to_torch(opt, S.cosine(max_lr=0.02, total_steps=10))
     for _ in range(4):
         opt.step()
         sched.step()
     lrs = [g["lr"] for g in opt.param_groups]
-    assert lrs[-1] == pytest.approx(S.cosine(lr=0.02, steps=10)(4))
+    assert lrs[-1] == pytest.approx(S.cosine(max_lr=0.02, total_steps=10)(4))
     assert [lr / lrs[-1] for lr in lrs] == pytest.approx([0.01, 10**-1.5, 0.1, 10**-0.5, 1.0])
 
 

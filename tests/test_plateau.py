@@ -75,7 +75,7 @@ def test_warmup_first_then_plateau_control() -> None:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = lrkit.to_torch(
         opt,
-        S.warmup(S.constant(0.1), steps=5),
+        S.warmup(S.constant(0.1), warmup_steps=5),
         plateau=lrkit.ReduceOnPlateau(patience=0, factor=0.5),
     )
     lrs = []
@@ -85,7 +85,9 @@ def test_warmup_first_then_plateau_control() -> None:
         reduced = sched.report(1.0)  # never improves after the first report
         assert not reduced or t >= 5
         lrs.append(opt.param_groups[0]["lr"])
-    assert lrs[:4] == pytest.approx([S.warmup(S.constant(0.1), steps=5)(t + 1) for t in range(4)])
+    assert lrs[:4] == pytest.approx(
+        [S.warmup(S.constant(0.1), warmup_steps=5)(t + 1) for t in range(4)]
+    )
     # first counted report sets the best; each later one halves the LR
     assert lrs[4:] == pytest.approx([0.1, 0.05, 0.025, 0.0125, 0.00625, 0.003125])
 

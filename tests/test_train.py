@@ -78,8 +78,8 @@ def test_spec_string_schedule_and_plateau_fed_by_val_loss() -> None:
     train, val = loaders()
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    h = fit(model, opt, train, nn.CrossEntropyLoss(), 2, schedule="cosine(lr=0.1, steps=32)",
-            progress=False)  # fmt: skip
+    h = fit(model, opt, train, nn.CrossEntropyLoss(), 2,
+            schedule="cosine(max_lr=0.1, total_steps=32)", progress=False)  # fmt: skip
     assert h.step_lr[0] == 0.1 and h.step_lr[-1] < 0.01
 
     model = make_model()

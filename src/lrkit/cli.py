@@ -146,7 +146,8 @@ def schedule(
     spec: Annotated[
         list[str],
         typer.Argument(
-            help="Schedule spec(s), e.g. 'warmup(cosine(lr=0.1, steps=900), steps=100)'."
+            help="Schedule spec(s), e.g. "
+            "'warmup(cosine(max_lr=0.1, total_steps=900), warmup_steps=100)'."
         ),
     ],
     steps: Annotated[int, typer.Option(help="Steps to plot.")] = 1000,

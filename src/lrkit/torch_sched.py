@@ -27,6 +27,19 @@ def _momentum_key(group: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _check_momentum_keys(
+    optimizer: torch.optim.Optimizer, schedule: Schedule, momentum: Schedule | None
+) -> None:
+    if momentum is None:
+        return
+    for i, group in enumerate(optimizer.param_groups):
+        if _momentum_key(group) is None:
+            raise ValueError(
+                f"optimizer.param_groups[{i}] has neither 'momentum' nor 'betas' for "
+                f"the momentum schedule of {schedule.name}; pass momentum=False"
+            )
+
+
 class ScheduleLR(LRScheduler):
     """Drives an optimizer's LRs (and momentum) from a pure schedule.
 
@@ -63,19 +76,13 @@ class ScheduleLR(LRScheduler):
             if momentum is True and self.momentum is None:
                 raise ValueError(
                     f"momentum=True but {self.schedule.name} has no momentum schedule; "
-                    "pass one, e.g. momentum='cosine(lr=0.95, steps=1000, min_lr=0.85)'"
+                    "pass one, e.g. momentum='cosine(max_lr=0.95, total_steps=1000, min_lr=0.85)'"
                 )
         elif momentum is False:
             self.momentum = None
         else:
             self.momentum = parse(momentum)
-        if self.momentum is not None:
-            for i, group in enumerate(optimizer.param_groups):
-                if _momentum_key(group) is None:
-                    raise ValueError(
-                        f"optimizer.param_groups[{i}] has neither 'momentum' nor 'betas' for "
-                        f"the momentum schedule of {self.schedule.name}; pass momentum=False"
-                    )
+        _check_momentum_keys(optimizer, self.schedule, self.momentum)
         if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
             raise TypeError(f"plateau must be a ReduceOnPlateau (got {type(plateau).__name__})")
         self.plateau = plateau
@@ -139,12 +146,26 @@ class ScheduleLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the schedule, its momentum schedule, the step and the plateau controller.
+
+        The saved schedules win over the ones this scheduler was built with. A momentum spec
+        saved by lrkit 0.1 for one-cycle or cyclic did not parse; then the momentum schedule
+        of the saved schedule is used, which is what it was.
+        """
         state = dict(state_dict)
         schedule = parse(state.pop("schedule"))
-        state.pop("momentum", None)  # momentum follows the schedule it was built with
+        saved = state.pop("momentum", None)
+        momentum: Schedule | None = None
+        if saved is not None:
+            try:
+                momentum = parse(saved)
+            except ValueError:
+                momentum = schedule.momentum_schedule()
+        _check_momentum_keys(self.optimizer, schedule, momentum)
         plateau = state.pop("plateau", None)
         self.__dict__.update(state)
         self.schedule = schedule
+        self.momentum = momentum
         if plateau is not None and self.plateau is not None:
             self.plateau.load_state_dict(plateau)
 
