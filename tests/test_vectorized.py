@@ -251,18 +251,21 @@ def test_public_entry_point() -> None:
     assert lrkit.fit_many is fit_many
 
 
-def test_per_member_loaders_give_each_member_its_own_data_order() -> None:
+@pytest.mark.parametrize("members", [len(SEEDS), 1])
+def test_per_member_loaders_give_each_member_its_own_data_order(members: int) -> None:
+    # One member with member_loaders once took its batches for shared data (no member axis).
     train, val = data(torch.float64)
+    lrs, seeds = LRS[:members], SEEDS[:members]
 
     def seeded_loader(seed: int) -> DataLoader:
         return DataLoader(train, batch_size=32, shuffle=True,
                           generator=torch.Generator().manual_seed(seed))  # fmt: skip
 
     ours = fit_many(model_factory(torch.float64), None, nn.CrossEntropyLoss(),
-                    member_loaders=[seeded_loader(s) for s in SEEDS], lrs=LRS, seeds=SEEDS,
+                    member_loaders=[seeded_loader(s) for s in seeds], lrs=lrs, seeds=seeds,
                     epochs=2, optimizer="adam", strategy="vmap",
                     val_loader=DataLoader(val, batch_size=40), progress=False)  # fmt: skip
-    for member, (lr, seed) in enumerate(zip(LRS, SEEDS, strict=True)):
+    for member, (lr, seed) in enumerate(zip(lrs, seeds, strict=True)):
         model = model_factory(torch.float64)(seed)
         ref = fit(model, torch.optim.Adam(model.parameters(), lr=lr), seeded_loader(seed),
                   nn.CrossEntropyLoss(), 2, val_loader=DataLoader(val, batch_size=40),

@@ -220,7 +220,7 @@ def fit_many(
         for epoch in range(1, epochs + 1):
             losses = torch.empty(length, k, dtype=torch.float64, device=dev)
             first = t
-            for i, raw in enumerate(_batches(loaders)):
+            for i, raw in enumerate(_batches(loaders, per_member)):
                 try:
                     grads, loss = batched.grads(to_device(raw, dev))
                 except RuntimeError as exc:
@@ -318,9 +318,10 @@ class _Replay:
         return iter(batches)
 
 
-def _batches(loaders: list[Iterable[Any]]) -> Iterable[Any]:
-    """The shared loader's batches, or the members' batches stacked on a new first axis."""
-    if len(loaders) == 1:
+def _batches(loaders: list[Iterable[Any]], per_member: bool) -> Iterable[Any]:
+    """The shared loader's batches, or the members' batches stacked on a new first axis
+    (also for a single member: its batches then carry a first axis of size 1)."""
+    if not per_member:
         yield from loaders[0]
         return
     for batch in zip(*loaders, strict=True):
