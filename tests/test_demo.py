@@ -35,7 +35,7 @@ def test_demo_writes_every_output(demo_dir: Path) -> None:
     assert results["runs"][3]["lr"] == pytest.approx(finder_lr)
     auto = results["finder"]["suggestions"]["auto"]
     if auto is not None:  # one-cycle gets the suggestion for one-cycle
-        factor = lrkit.finder.SCHEDULE_FACTORS["one_cycle"]
+        factor = lrkit.suggest.SCHEDULE_FACTORS["one_cycle"]
         assert results["runs"][4]["lr"] == pytest.approx(auto * factor)
     assert results["best"] in labels
     assert results["finder_s"] > 0

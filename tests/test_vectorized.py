@@ -316,11 +316,12 @@ def test_vectorized_range_test_restores_everything_and_refuses_what_it_cannot_do
 def test_the_vectorized_sweep_executor_runs_the_batched_path_even_on_cpu() -> None:
     from lrkit.sweeps import SweepSpec
     from lrkit.sweeps.executors import vectorized as vectorized_executor
-    from lrkit.sweeps.run import task_for
+    from lrkit.sweeps.run import TaskResolver
 
     configs = SweepSpec(task="digits-mlp", lrs=[0.03, 0.3], seeds=[0, 1], epochs=1).expand()
-    got = {cfg_id: out for cfg_id, out in vectorized_executor(configs)}
-    task = task_for(configs[0])
+    tasks = TaskResolver()
+    got = {cfg_id: out for cfg_id, out in vectorized_executor(configs, tasks)}
+    task = tasks(configs[0])
 
     def twin(strategy: str) -> list[History]:
         return fit_many(task.make_model, None, task.criterion, 1,
