@@ -404,7 +404,11 @@ class WSD(Schedule):
             if self.warmup_shape == "linear":
                 return self.min_lr + span * t / self.warmup_steps
             p = t / self.warmup_steps
-            up = (1 - math.cos(math.pi * p)) / 2 if self.warmup_shape == "cosine" else 1 - math.sqrt(1 - p)
+            up = (
+                (1 - math.cos(math.pi * p)) / 2
+                if self.warmup_shape == "cosine"
+                else 1 - math.sqrt(1 - p)
+            )
             return self.min_lr + span * up
         if t < self.decay_start:
             return float(self.max_lr)
