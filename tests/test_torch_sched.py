@@ -222,7 +222,7 @@ def test_a_metric_without_a_plateau_is_refused_not_taken_as_an_epoch(metric: obj
     opt = sgd(0.5)
     sched = lrkit.to_torch(opt, S.cosine(max_lr=0.5, total_steps=100))
     opt.step()
-    with pytest.raises(ValueError, match="not an epoch number.*plateau=lrkit.ReduceOnPlateau"):
+    with pytest.raises(ValueError, match=r"not an epoch number.*plateau=lrkit\.ReduceOnPlateau"):
         sched.step(metric)
     assert opt.param_groups[0]["lr"] == 0.5 and sched.last_epoch == 0
 
