@@ -206,33 +206,15 @@ def timm_formula(t: int, base: float, **o: Any) -> float:
     return lr_min + 0.5 * (peak - lr_min) * (1 + math.cos(math.pi * t_cur**k / length**k))
 
 
-TIMM_GRID = [
-    dict(zip(keys, values, strict=True))
-    for keys in [
-        (
-            "t_initial",
-            "lr_min",
-            "cycle_mul",
-            "cycle_decay",
-            "cycle_limit",
-            "warmup_t",
-            "warmup_lr_init",
-            "warmup_prefix",
-            "k_decay",
-        )
-    ]  # fmt: skip
-    for values in itertools.product(
-        [10, 37],
-        [0.0, 1e-5],
-        [1.0, 1.5, 2.0],
-        [1.0, 0.5],
-        [1, 3],
-        [0, 5],
-        [0.0, 1e-5],
-        [False, True],
-        [1.0, 0.5, 2.0],
-    )  # fmt: skip
-]
+TIMM_KEYS = (
+    "t_initial", "lr_min", "cycle_mul", "cycle_decay", "cycle_limit", "warmup_t",
+    "warmup_lr_init", "warmup_prefix", "k_decay",
+)  # fmt: skip
+TIMM_VALUES = (
+    [10, 37], [0.0, 1e-5], [1.0, 1.5, 2.0], [1.0, 0.5], [1, 3], [0, 5], [0.0, 1e-5],
+    [False, True], [1.0, 0.5, 2.0],
+)  # fmt: skip
+TIMM_GRID = [dict(zip(TIMM_KEYS, v, strict=True)) for v in itertools.product(*TIMM_VALUES)]
 
 
 def test_timm_cosine_follows_timms_formula_over_its_options_grid() -> None:
