@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"finetune"},
     {"sweeps"},
     {"report"},
-    {"demo"},
+    {"demo", "integrations"},
     {"cli", "__init__", "__main__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

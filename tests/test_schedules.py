@@ -79,7 +79,7 @@ def test_numpy_steps_and_levels_become_plain_numbers_so_the_spec_parses() -> Non
     ],
 )
 def test_booleans_and_strings_are_not_numbers(build: Any) -> None:
-    with pytest.raises(ValueError, match=r"must be a (finite )?number|in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"must be a (finite )?number|in \(0, 1\]|in \[0, 1\]"):
         build()
 
 
@@ -169,6 +169,7 @@ def any_schedule(draw: st.DrawFn, depth: int = 0) -> S.Schedule:
         st.builds(S.polynomial, lr_, st.floats(0, 1e-6), steps_, st.floats(0.5, 3), st.booleans()),
         st.builds(S.cosine, lr_, steps_, st.floats(0, 1e-6)),
         st.builds(S.inverse_sqrt, lr_, steps_),
+        st.builds(S.inverse_sqrt, lr_, st.integers(0, 300), st.integers(1, 3000)),
         st.builds(
             S.anneal,
             lr_,
@@ -203,6 +204,9 @@ def any_schedule(draw: st.DrawFn, depth: int = 0) -> S.Schedule:
             st.sampled_from([1, 2, 1.5]),
             st.floats(0, 1e-6),
             st.floats(0.3, 1.0),
+            st.sampled_from(["span", "peak"]),
+            st.floats(0.5, 3.0),
+            st.one_of(st.none(), st.integers(1, 5)),
         ),
         st.builds(
             S.wsd,
@@ -212,18 +216,18 @@ def any_schedule(draw: st.DrawFn, depth: int = 0) -> S.Schedule:
             st.floats(0.1, 0.5),
             st.sampled_from(["linear", "cosine", "sqrt"]),
             st.floats(0, 1e-6),
+            st.sampled_from(["linear", "cosine", "sqrt"]),
         ),
     ]
     base = draw(st.one_of(leaves))
     if depth < 2 and draw(st.booleans()):
-        kind = draw(st.sampled_from(["warmup", "join", "scale"]))
+        kind = draw(st.sampled_from(["warmup", "join", "scale", "shift"]))
         if kind == "warmup":
-            return S.warmup(
-                base,
-                draw(st.integers(1, 300)),
-                draw(st.floats(0.01, 1.0)),
-                draw(st.sampled_from(["linear", "exponential", "cosine"])),
-            )
+            shape = draw(st.sampled_from(["linear", "exponential", "cosine"]))
+            low = 0.01 if shape == "exponential" else 0.0  # HF's warmups start at 0
+            return S.warmup(base, draw(st.integers(1, 300)), draw(st.floats(low, 1.0)), shape)
+        if kind == "shift":
+            return S.shift(base, draw(st.integers(0, 500)))
         if kind == "scale":
             return S.scale(base, draw(st.floats(0.0, 4.0)))
         other = draw(any_schedule(depth + 1))
@@ -267,7 +271,7 @@ def test_every_schedule_name_is_covered_by_the_property_tests() -> None:
     assert set(S.names()) == {
         "anneal", "constant", "cosine", "cyclic", "exponential", "inverse_sqrt", "join",
         "linear", "multistep", "one_cycle", "piecewise_constant", "polynomial", "scale", "sgdr",
-        "step", "warmup", "wsd",
+        "shift", "step", "warmup", "wsd",
     }  # fmt: skip
 
 

@@ -57,7 +57,11 @@ def test_scale_keeps_the_momentum_and_join_needs_it_from_every_piece() -> None:
         ),
         (lambda: S.join([], []), "schedules must be a non-empty list"),
         (lambda: S.warmup(S.constant(1.0), warmup_steps=0), "warmup_steps"),
-        (lambda: S.warmup(S.constant(1.0), warmup_steps=10, start_factor=0.0), "start_factor"),
+        (
+            lambda: S.warmup(S.constant(1.0), 10, start_factor=0.0, shape="exponential"),
+            "start_factor must be > 0 with shape='exponential'",
+        ),
+        (lambda: S.warmup(S.constant(1.0), warmup_steps=10, start_factor=-0.1), "start_factor"),
         (
             lambda: S.warmup(S.constant(1.0), warmup_steps=10, shape="quadratic"),
             "shape must be one of",

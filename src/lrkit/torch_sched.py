@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lrkit.plateau import ReduceOnPlateau
 from lrkit.schedules import Schedule, parse
+from lrkit.schedules._base import excerpt, integer, shorten
 
 __all__ = ["ScheduleLR", "to_torch"]
 
@@ -48,12 +50,15 @@ class ScheduleLR(LRScheduler):
     :meth:`state_dict` continues identically. With several param groups the largest base LR
     follows the schedule and every other group keeps its ratio to it
     (``lr_i = schedule(t) * base_lr_i / max(base_lrs)``), so discriminative LRs survive;
-    ``scale_groups=False`` gives every group the schedule's value.
+    ``scale_groups=False`` gives every group the schedule's value. A group's ``lr_scale``
+    (timm's layer-decay convention) multiplies its LR on top; momentum is not scaled.
 
     The momentum schedule, when there is one, is written to each group's ``momentum``
-    (SGD, RMSprop) or Adam's ``beta1``. With ``plateau``, :meth:`report` feeds a metric to a
-    :class:`~lrkit.ReduceOnPlateau`, whose reductions multiply the schedule from then on;
-    reports during the schedule's warmup are ignored.
+    (SGD, RMSprop) or Adam's ``beta1``. With ``plateau``, a metric reaches the
+    :class:`~lrkit.ReduceOnPlateau` either through :meth:`report` or as PyTorch's
+    ReduceLROnPlateau takes it, ``step(metric)`` (what Lightning's ``"reduce_on_plateau":
+    True`` calls); its reductions multiply the schedule from then on, and reports during
+    the schedule's warmup are ignored.
     """
 
     def __init__(
@@ -97,21 +102,51 @@ class ScheduleLR(LRScheduler):
             return [1.0] * len(base)
         return [b / top for b in base]
 
+    def _factors(self) -> list[float]:
+        """Each group's LR over the schedule's value: its ratio, plateau scale and lr_scale."""
+        return [
+            r * s * float(g.get("lr_scale", 1.0))
+            for r, s, g in zip(
+                self._ratios(), self.scales, self.optimizer.param_groups, strict=True
+            )
+        ]
+
     def get_lr(self) -> list[float | torch.Tensor]:
         value = self.schedule.lr_at(self.last_epoch)
-        if len(self.scales) == 1:  # the common case: one group, its ratio is 1
+        groups = self.optimizer.param_groups
+        if len(self.scales) == 1 and "lr_scale" not in groups[0]:  # the common case
             return [value * self.scales[0]]
-        return [value * r * s for r, s in zip(self._ratios(), self.scales, strict=True)]
+        return [value * f for f in self._factors()]
 
-    def step(self, epoch: int | None = None) -> None:
-        super().step(epoch)
-        if self.momentum is not None:
-            m = self.momentum.lr_at(self.last_epoch)
-            for group in self.optimizer.param_groups:
-                if _momentum_key(group) == "momentum":
-                    group["momentum"] = m
-                else:
-                    group["betas"] = (m, *tuple(group["betas"])[1:])
+    def step(self, epoch: Any = None) -> None:
+        """Advance one step; with a plateau controller, ``step(metric)`` also reports ``metric``.
+
+        PyTorch's ReduceLROnPlateau and Lightning (``"reduce_on_plateau": True``) pass the
+        monitored metric to ``step``. Without a plateau controller a number that is not an
+        integer is refused rather than taken as an epoch; an integer is PyTorch's deprecated
+        ``step(epoch)``.
+        """
+        if epoch is None:
+            super().step()
+        elif self.plateau is not None:
+            metric = _metric(epoch)
+            super().step()
+            self._write_momentum()
+            self.report(metric)
+            return
+        else:
+            super().step(_epoch(epoch))
+        self._write_momentum()
+
+    def _write_momentum(self) -> None:
+        if self.momentum is None:
+            return
+        m = self.momentum.lr_at(self.last_epoch)
+        for group in self.optimizer.param_groups:
+            if _momentum_key(group) == "momentum":
+                group["momentum"] = m
+            else:
+                group["betas"] = (m, *tuple(group["betas"])[1:])
 
     def report(self, metric: float) -> bool:
         """Feed a metric to the plateau controller; return whether it reduced the LRs."""
@@ -124,12 +159,12 @@ class ScheduleLR(LRScheduler):
         if new == current:
             return False
         value = self.schedule.lr_at(self.last_epoch)
-        for i, (group, ratio, lr) in enumerate(
-            zip(self.optimizer.param_groups, self._ratios(), new, strict=True)
-        ):
-            group["lr"] = lr
-            if value * ratio > 0:
-                self.scales[i] = lr / (value * ratio)
+        groups = self.optimizer.param_groups
+        for i, (group, ratio, lr) in enumerate(zip(groups, self._ratios(), new, strict=True)):
+            _set_lr(group, lr)
+            unscaled = value * ratio * float(group.get("lr_scale", 1.0))
+            if unscaled > 0:
+                self.scales[i] = lr / unscaled
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
         return True
 
@@ -145,12 +180,17 @@ class ScheduleLR(LRScheduler):
         state["plateau"] = None if self.plateau is None else self.plateau.state_dict()
         return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the schedule, its momentum schedule, the step and the plateau controller.
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
+        """Restore the step, the plateau controller and the LR and momentum of that step.
 
-        The saved schedules win over the ones this scheduler was built with. A momentum spec
-        saved by lrkit 0.1 for one-cycle or cyclic did not parse; then the momentum schedule
-        of the saved schedule is used, which is what it was.
+        The optimizer's groups get the restored step's LR and momentum at once (not at the
+        next :meth:`step`), also when the optimizer was loaded before this scheduler was
+        built. If the checkpoint was saved with another schedule, momentum schedule, plateau
+        controller or ``scale_groups`` than this scheduler has, it is refused
+        (``ValueError``, saying what differs) rather than mixing the two; ``strict=False``
+        continues with the checkpoint's, all of them. A momentum spec saved by lrkit 0.1 for
+        one-cycle or cyclic did not parse; then the saved schedule's own is used, which is
+        what it was.
         """
         state = dict(state_dict)
         schedule = parse(state.pop("schedule"))
@@ -163,11 +203,81 @@ class ScheduleLR(LRScheduler):
                 momentum = schedule.momentum_schedule()
         _check_momentum_keys(self.optimizer, schedule, momentum)
         plateau = state.pop("plateau", None)
+        differences = self._differences(schedule, momentum, plateau, state)
+        if differences and strict:
+            raise ValueError(
+                "the checkpoint's scheduler differs from this one: "
+                + "; ".join(differences)
+                + ". Build the scheduler as it was saved, or pass strict=False to continue "
+                "with the checkpoint's schedule, momentum and plateau"
+            )
         self.__dict__.update(state)
         self.schedule = schedule
         self.momentum = momentum
-        if plateau is not None and self.plateau is not None:
+        if plateau is None:
+            self.plateau = None
+        elif self.plateau is None:
+            self.plateau = ReduceOnPlateau(**plateau)
+        else:
             self.plateau.load_state_dict(plateau)
+        lrs = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            _set_lr(group, float(lr))
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+        self._write_momentum()
+
+    def _differences(
+        self,
+        schedule: Schedule,
+        momentum: Schedule | None,
+        plateau: Mapping[str, Any] | None,
+        state: Mapping[str, Any],
+    ) -> list[str]:
+        def spec(s: Schedule | None) -> str:
+            return "none" if s is None else shorten(s.to_spec(), 200)
+
+        out = []
+        if schedule != self.schedule:
+            out.append(f"schedule {spec(schedule)} (this one: {spec(self.schedule)})")
+        if momentum != self.momentum:
+            out.append(f"momentum {spec(momentum)} (this one: {spec(self.momentum)})")
+        if (plateau is None) != (self.plateau is None):
+            saved, mine = ("a", "none") if plateau is not None else ("none", "a")
+            out.append(f"plateau controller: {saved} (this one: {mine})")
+        if state.get("scale_groups", self.scale_groups) != self.scale_groups:
+            out.append(f"scale_groups={state['scale_groups']} (this one: {self.scale_groups})")
+        return out
+
+
+def _set_lr(group: dict[str, Any], lr: float) -> None:
+    if isinstance(group["lr"], torch.Tensor):
+        group["lr"].fill_(lr)
+    else:
+        group["lr"] = lr
+
+
+def _metric(value: Any) -> float:
+    """A reported metric as a float: a number or a one-element tensor/array."""
+    if isinstance(value, bool) or not (
+        isinstance(value, numbers.Real)
+        or getattr(value, "numel", lambda: 0)() == 1
+        or getattr(value, "size", 0) == 1
+    ):
+        raise TypeError(f"step(metric) takes a number (got {excerpt(value)})")
+    return float(value)
+
+
+def _epoch(value: Any) -> int:
+    """PyTorch's deprecated ``step(epoch)``: only an integer, never a metric taken as one."""
+    try:
+        return integer("epoch", value, 0)
+    except ValueError:
+        raise ValueError(
+            f"step() got {excerpt(value)}, which is not an epoch number. This ScheduleLR has "
+            "no plateau controller, so a metric (ReduceLROnPlateau's step(val_loss), "
+            "Lightning's 'reduce_on_plateau': True) has nowhere to go: pass "
+            "plateau=lrkit.ReduceOnPlateau(...) to to_torch, or call step() with no argument"
+        ) from None
 
 
 def to_torch(

@@ -51,9 +51,10 @@ def find_lr(
     The LR of step ``i`` is ``start_lr * (end_lr/start_lr) ** (i/(num_steps-1))`` (``"exp"``)
     or the linear interpolation (``"linear"``); every param group gets its own share,
     ``group_lr = lr * group_lr_before / max(group_lrs_before)``, so discriminative ratios
-    survive and the x-axis is the largest group's LR. With ``group=i`` only group ``i`` is
-    swept (the x-axis is its LR) while the others keep theirs, to place each group's LR from
-    its own curve. Each point is one optimizer step; with
+    survive and the x-axis is the largest group's LR. A group's ``lr_scale`` (timm's layer
+    decay) multiplies its LR before the ratios are taken, as timm's schedulers apply it.
+    With ``group=i`` only group ``i`` is swept (the x-axis is its LR) while the others keep
+    theirs, to place each group's LR from its own curve. Each point is one optimizer step; with
     ``accumulation_steps=k`` it averages the loss of ``k`` micro-batches. The loss is
     smoothed by a bias-corrected EMA (``smooth`` is beta); the test stops early when the
     smoothed loss exceeds ``diverge_threshold`` × its best, or at a NaN/inf loss.
@@ -93,7 +94,7 @@ def find_lr(
     step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
-    group_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    group_lrs = [float(g["lr"]) * float(g.get("lr_scale", 1.0)) for g in optimizer.param_groups]
     top = max(group_lrs)
     ratios: list[float | None] = [lr / top if top > 0 else 1.0 for lr in group_lrs]
     if group is not None:

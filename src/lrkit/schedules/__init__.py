@@ -23,14 +23,25 @@ Drive a torch optimizer with :func:`lrkit.to_torch`; plot with :func:`lrkit.plot
 
 The modules, one job each: ``_base`` (the Schedule class and its checks), ``_shapes``
 (closed-form shapes), ``_cycles`` (one-cycle, cyclic, SGDR, WSD), ``_combinators`` (warmup, join,
-scale), ``_spec`` (parse, names, dicts), ``_presets`` (``for_run``).
+scale, shift), ``_spec`` (parse, names, dicts), ``_presets`` (``for_run``), ``_frameworks``
+(other frameworks' schedules by their names: ``hf``, ``timm_cosine``).
 """
 
 from __future__ import annotations
 
 from lrkit.schedules._base import Schedule
-from lrkit.schedules._combinators import Join, Scale, Warmup, join, scale, warmup
+from lrkit.schedules._combinators import (
+    Join,
+    Scale,
+    Shift,
+    Warmup,
+    join,
+    scale,
+    shift,
+    warmup,
+)
 from lrkit.schedules._cycles import SGDR, WSD, Cyclic, OneCycle, cyclic, one_cycle, sgdr, wsd
+from lrkit.schedules._frameworks import HF_SCHEDULES, hf, timm_cosine
 from lrkit.schedules._presets import PRESETS, for_run
 from lrkit.schedules._shapes import (
     Anneal,
@@ -57,6 +68,7 @@ from lrkit.schedules._shapes import (
 from lrkit.schedules._spec import names, parse
 
 __all__ = [
+    "HF_SCHEDULES",
     "PRESETS",
     "SGDR",
     "WSD",
@@ -74,6 +86,7 @@ __all__ = [
     "Polynomial",
     "Scale",
     "Schedule",
+    "Shift",
     "Step",
     "Warmup",
     "anneal",
@@ -82,6 +95,7 @@ __all__ = [
     "cyclic",
     "exponential",
     "for_run",
+    "hf",
     "inverse_sqrt",
     "join",
     "linear",
@@ -93,7 +107,9 @@ __all__ = [
     "polynomial",
     "scale",
     "sgdr",
+    "shift",
     "step",
+    "timm_cosine",
     "warmup",
     "wsd",
 ]

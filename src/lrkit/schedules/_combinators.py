@@ -28,7 +28,8 @@ class Warmup(Schedule):
 
     The wrapped schedule starts after the warmup at its own step 0, so a cosine keeps its full
     length. ``shape``: ``"linear"`` (PyTorch's LinearLR), ``"exponential"`` (the factor grows
-    geometrically) or ``"cosine"``.
+    geometrically) or ``"cosine"``. ``start_factor=0`` starts from 0, as Hugging Face's
+    warmups do (linear or cosine only: a geometric ramp cannot leave 0).
 
     >>> from lrkit.schedules import constant, warmup
     >>> s = warmup(constant(1.0), warmup_steps=4, start_factor=0.2)
@@ -49,10 +50,19 @@ class Warmup(Schedule):
             self,
             warmup_steps=integer("warmup_steps", self.warmup_steps),
             start_factor=fraction(
-                "start_factor", self.start_factor, "in (0, 1]", 0, 1, "0.1 warms up from LR/10"
-            ),
+                "start_factor", self.start_factor, "in [0, 1]", 0, 1, "0.1 warms up from LR/10"
+            )
+            if self.start_factor != 0
+            else non_negative("start_factor", self.start_factor),
         )
         choice("shape", self.shape, ("linear", "exponential", "cosine"))
+        if self.start_factor == 0 and self.shape == "exponential":
+            fail(
+                "start_factor",
+                self.start_factor,
+                "> 0 with shape='exponential'",
+                "a geometric ramp cannot leave 0: use shape='linear' or a start_factor > 0",
+            )
 
     def factor(self, t: int) -> float:
         pct = min(t / self.warmup_steps, 1.0)
@@ -158,6 +168,44 @@ class Scale(Schedule):
         return self.schedule.warmup_length()
 
 
+@dataclass(frozen=True, repr=False)
+class Shift(Schedule):
+    """``schedule(t + steps)``: the schedule started ``steps`` steps in.
+
+    A :func:`join` gives each piece its own local step; ``shift`` lets a piece see the global
+    one instead, as in a warmup that overlaps the start of the schedule after it (timm's
+    ``warmup_prefix=False``).
+
+    >>> from lrkit.schedules import join, linear, shift
+    >>> s = join([linear(0.0, 1.0, total_steps=2), shift(linear(1.0, 0.0, 4), steps=2)], [2])
+    >>> [s(t) for t in range(5)]
+    [0.0, 0.5, 0.5, 0.25, 0.0]
+    """
+
+    name: ClassVar[str] = "shift"
+    schedule: Schedule
+    steps: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, Schedule):
+            fail("schedule", self.schedule, "a Schedule")
+        store(self, steps=integer("steps", self.steps, 0))
+
+    def lr_at(self, t: int) -> float:
+        return self.schedule.lr_at(t + self.steps)
+
+    def bounds(self) -> tuple[float, float]:
+        return self.schedule.bounds()
+
+    def momentum_schedule(self) -> Schedule | None:
+        inner = self.schedule.momentum_schedule()
+        return None if inner is None else Shift(inner, self.steps)
+
+    def warmup_length(self) -> int:
+        return max(self.schedule.warmup_length() - self.steps, 0)
+
+
 warmup = Warmup
 join = Join
 scale = Scale
+shift = Shift

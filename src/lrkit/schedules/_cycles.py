@@ -257,14 +257,19 @@ class SGDR(Schedule):
     """Cosine annealing with warm restarts (Loshchilov & Hutter, "SGDR", 2017).
 
     Cycle ``i`` lasts ``cycle_steps * cycle_mult**i`` steps; within it the LR falls by half a
-    cosine from ``min_lr + (max_lr - min_lr) * cycle_decay**i`` to ``min_lr``.
-    ``cycle_decay=1`` is PyTorch's CosineAnnealingWarmRestarts (``T_0``, ``T_mult``);
-    ``cycle_decay<1`` shrinks each peak as Keras' ``m_mul`` does.
+    cosine from its peak to ``min_lr``. The peak of cycle ``i`` is
+    ``min_lr + (max_lr - min_lr) * cycle_decay**i`` (``decay_mode="span"``, Keras' ``m_mul``)
+    or ``max_lr * cycle_decay**i`` (``"peak"``, timm's ``cycle_decay``). ``cycle_decay=1`` is
+    PyTorch's CosineAnnealingWarmRestarts (``T_0``, ``T_mult``). ``k_decay`` bends the cosine:
+    its phase is ``(t_cur / length) ** k_decay`` (Zhang et al., "k-decay", 2020). After
+    ``cycle_limit`` cycles, if given, the LR stays at ``min_lr``.
 
     >>> from lrkit.schedules import sgdr
     >>> s = sgdr(max_lr=1.0, cycle_steps=10, cycle_mult=2, cycle_decay=0.5)
     >>> [s(t) for t in (0, 5, 10, 20, 30)]
     [1.0, 0.5, 0.5, 0.25, 0.25]
+    >>> sgdr(max_lr=1.0, cycle_steps=10, cycle_limit=1)(15)
+    0.0
     """
 
     name: ClassVar[str] = "sgdr"
@@ -273,6 +278,9 @@ class SGDR(Schedule):
     cycle_mult: float = 1
     min_lr: float = 0.0
     cycle_decay: float = 1.0
+    decay_mode: str = "span"
+    k_decay: float = 1.0
+    cycle_limit: int | None = None
 
     def __post_init__(self) -> None:
         store(
@@ -282,6 +290,7 @@ class SGDR(Schedule):
             cycle_mult=number("cycle_mult", self.cycle_mult, "a number >= 1"),
             min_lr=non_negative("min_lr", self.min_lr),
             cycle_decay=fraction("cycle_decay", self.cycle_decay, "in (0, 1]", 0, 1),
+            k_decay=positive("k_decay", self.k_decay),
         )
         if not (math.isfinite(self.cycle_mult) and self.cycle_mult >= 1):
             fail(
@@ -292,6 +301,9 @@ class SGDR(Schedule):
             )
         if self.min_lr > self.max_lr:
             fail("min_lr", self.min_lr, f"<= max_lr ({self.max_lr})")
+        choice("decay_mode", self.decay_mode, ("span", "peak"))
+        if self.cycle_limit is not None:
+            store(self, cycle_limit=integer("cycle_limit", self.cycle_limit))
 
     def cycle_at(self, t: int) -> tuple[int, float, float]:
         """(cycle index, steps into the cycle, cycle length) at step ``t``."""
@@ -312,10 +324,18 @@ class SGDR(Schedule):
 
     def lr_at(self, t: int) -> float:
         i, t_cur, length = self.cycle_at(t)
-        peak = self.min_lr + (self.max_lr - self.min_lr) * self.cycle_decay**i
-        return interpolate(peak, self.min_lr, t_cur / length, "cos")
+        if self.cycle_limit is not None and i >= self.cycle_limit:
+            return float(self.min_lr)
+        if self.decay_mode == "span":
+            peak = self.min_lr + (self.max_lr - self.min_lr) * self.cycle_decay**i
+        else:
+            peak = self.max_lr * self.cycle_decay**i
+        pct = t_cur / length if self.k_decay == 1 else t_cur**self.k_decay / length**self.k_decay
+        return interpolate(peak, self.min_lr, pct, "cos")
 
     def bounds(self) -> tuple[float, float]:
+        if self.decay_mode == "peak" and self.cycle_decay < 1:
+            return (0.0, self.max_lr)  # peaks may fall below min_lr, towards 0
         return (self.min_lr, self.max_lr)
 
 
@@ -323,10 +343,13 @@ class SGDR(Schedule):
 class WSD(Schedule):
     """Warmup-stable-decay: the trapezoid of modern LLM training (Hu et al., MiniCPM, 2024).
 
-    Linear warmup from ``min_lr`` to ``max_lr`` over ``warmup_steps``; ``max_lr`` until the
+    Warmup from ``min_lr`` to ``max_lr`` over ``warmup_steps``; ``max_lr`` until the
     last ``decay_frac`` of ``total_steps``; then down to ``min_lr`` with ``decay_shape``
     ``"linear"`` (``1-p``), ``"cosine"`` (``(1+cos(pi p))/2``) or ``"sqrt"`` (``1-sqrt(p)``),
-    where ``p`` is the fraction of the decay done.
+    where ``p`` is the fraction of the decay done. ``warmup_shape`` mirrors them on the way
+    up: ``"linear"`` (``p``), ``"cosine"`` (``(1-cos(pi p))/2``), ``"sqrt"``
+    (``1-sqrt(1-p)``). These are Hugging Face's ``warmup_type``/``decay_type`` (``"1-sqrt"``
+    is ``"sqrt"`` here).
 
     >>> s = wsd(max_lr=1.0, total_steps=100, warmup_steps=10, decay_frac=0.2)
     >>> s(5), s(50), s(90), s(100)
@@ -340,6 +363,7 @@ class WSD(Schedule):
     decay_frac: float = 0.2
     decay_shape: str = "linear"
     min_lr: float = 0.0
+    warmup_shape: str = "linear"
 
     def __post_init__(self) -> None:
         store(
@@ -353,6 +377,7 @@ class WSD(Schedule):
             min_lr=non_negative("min_lr", self.min_lr),
         )
         choice("decay_shape", self.decay_shape, ("linear", "cosine", "sqrt"))
+        choice("warmup_shape", self.warmup_shape, ("linear", "cosine", "sqrt"))
         if self.min_lr > self.max_lr:
             fail("min_lr", self.min_lr, f"<= max_lr ({self.max_lr})")
         if self.warmup_steps > self.decay_start:
@@ -376,7 +401,15 @@ class WSD(Schedule):
     def lr_at(self, t: int) -> float:
         span = self.max_lr - self.min_lr
         if t < self.warmup_steps:
-            return self.min_lr + span * t / self.warmup_steps
+            if self.warmup_shape == "linear":
+                return self.min_lr + span * t / self.warmup_steps
+            p = t / self.warmup_steps
+            up = (
+                (1 - math.cos(math.pi * p)) / 2
+                if self.warmup_shape == "cosine"
+                else 1 - math.sqrt(1 - p)
+            )
+            return self.min_lr + span * up
         if t < self.decay_start:
             return float(self.max_lr)
         p = min((t - self.decay_start) / self.decay_steps, 1.0)

@@ -287,28 +287,40 @@ class Cosine(Schedule):
 class InverseSqrt(Schedule):
     """Linear warmup from 0 to ``max_lr`` over ``warmup_steps``, then ``max_lr * sqrt(w / t)``.
 
-    The Transformer schedule (Vaswani et al., 2017), as fairseq and Hugging Face use it.
+    The Transformer schedule (Vaswani et al., 2017), as fairseq and Hugging Face use it. With
+    ``timescale`` the decay is ``max_lr / sqrt((t - warmup_steps + timescale) / timescale)``
+    (Hugging Face's and big_vision's ``timescale``; it may be used with ``warmup_steps=0``);
+    without it ``timescale = warmup_steps``.
 
     >>> s = inverse_sqrt(max_lr=1.0, warmup_steps=100)
     >>> s(50), s(100), s(400)
     (0.5, 1.0, 0.5)
+    >>> inverse_sqrt(max_lr=1.0, warmup_steps=0, timescale=100)(300)
+    0.5
     """
 
     name: ClassVar[str] = "inverse_sqrt"
     max_lr: float
     warmup_steps: int
+    timescale: int | None = None
 
     def __post_init__(self) -> None:
         store(
             self,
             max_lr=positive("max_lr", self.max_lr),
-            warmup_steps=integer("warmup_steps", self.warmup_steps),
+            warmup_steps=integer("warmup_steps", self.warmup_steps, 0),
         )
+        if self.timescale is not None:
+            store(self, timescale=integer("timescale", self.timescale))
+        elif self.warmup_steps == 0:
+            fail("warmup_steps", 0, "an integer >= 1 without a timescale", "or pass timescale=")
 
     def lr_at(self, t: int) -> float:
         if t < self.warmup_steps:
             return self.max_lr * t / self.warmup_steps
-        return self.max_lr * math.sqrt(self.warmup_steps / t)
+        if self.timescale is None:
+            return self.max_lr * math.sqrt(self.warmup_steps / t)
+        return self.max_lr / math.sqrt((t - self.warmup_steps + self.timescale) / self.timescale)
 
     def bounds(self) -> tuple[float, float]:
         return (0.0, self.max_lr)
