@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import torch
+from tests.conftest import make_data
 from torch import nn
 from torch.utils.data import DataLoader
-
-from tests.conftest import make_data
 
 L = pytest.importorskip("lightning.pytorch", reason="needs lrkit[lightning]")
 

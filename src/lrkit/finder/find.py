@@ -150,7 +150,7 @@ def find_lr(
     finally:
         snapshot.restore()
         snapshot.discard()
-        if scaler_state is not None:
+        if scaler is not None and scaler_state is not None:
             scaler.load_state_dict(scaler_state)
     name, rule = config.rule
     summary = summarize(curves, METHODS | {name: rule})

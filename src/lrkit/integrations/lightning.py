@@ -203,9 +203,7 @@ def _callback_bases() -> tuple[type, ...]:
         try:
             import pytorch_lightning as legacy
         except ImportError as error:
-            raise ImportError(
-                "LRFinder needs Lightning: pip install 'lrkit[lightning]'"
-            ) from error
+            raise ImportError("LRFinder needs Lightning: pip install 'lrkit[lightning]'") from error
     if legacy is not None:
         bases.append(legacy.Callback)
     return tuple(bases)
@@ -249,7 +247,7 @@ def _callback_class(bases: tuple[type, ...]) -> type:
     return LRFinderCallback
 
 
-def LRFinder(update_attr: str | None = "lr", **find_kwargs: Any) -> Any:  # noqa: N802
+def LRFinder(update_attr: str | None = "lr", **find_kwargs: Any) -> Any:
     """A Lightning callback that runs :func:`find_lr` at fit start (like Lightning's
     ``LearningRateFinder``), with lrkit's suggestion and restore.
 
