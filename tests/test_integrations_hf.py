@@ -154,7 +154,9 @@ def test_fit_with_step_fn_reports_a_metric_beside_the_val_loss() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     history = lrkit.fit(model, opt, loader, epochs=1, step_fn=lambda m, b: m(**b).loss,
                         val_loader=val, progress=False,
-                        metric=lambda m, b: (m(**b).logits.argmax(-1) == b["labels"]).float().mean())  # fmt: skip
+                        metric=lambda m, b: (m(**b).logits.argmax(-1) == b["labels"]).mean(
+                            dtype=torch.float)
+                        )  # fmt: skip
     model.eval()
     with torch.no_grad():
         expected = sum(
