@@ -71,7 +71,7 @@ def transformers_split(model: nn.Module) -> Splitter | None:
     for part in path.split("."):  # down from the root to the blocks
         if node is not model and _has_params(node, recurse=False):
             before.append(_RootParams(node))
-        passed, later = False, []
+        passed, later = False, list[nn.Module]()
         for name, child in node.named_children():
             if name == part:
                 passed = True
