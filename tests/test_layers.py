@@ -32,7 +32,11 @@ LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 # The one import that reaches up, on purpose: ``lrkit.sweep(report=True)`` is the library's
 # one-call entry (like the CLI) and writes the report after the grid runner (``run_spec``)
 # returns; it imports the report lazily, after checking the extras before the first run.
-ALLOWED = {("lrkit.sweeps.driver", "report")}
+#
+# And ``param_groups`` of a transformers model splits it per layer (embeddings, each block,
+# head) with the splitter that lives beside the rest of the Hugging Face support; that module
+# imports no framework, and it only applies to a model built with transformers imported.
+ALLOWED = {("lrkit.sweeps.driver", "report"), ("lrkit.groups", "integrations")}
 
 
 def _component(module: str) -> str:

@@ -14,11 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrkit._steps import StepFn
 from lrkit.finder import FinderResult, find_lr
 from lrkit.groups import GroupsArg, freeze, layer_groups, param_groups, unfreeze
 from lrkit.optimizers import OPTIMIZERS
 from lrkit.schedules import one_cycle
-from lrkit.train import History, fit
+from lrkit.train import BatchMetric, History, fit
 
 __all__ = ["FineTuneResult", "fine_tune", "load_pretrained"]
 
@@ -73,7 +74,7 @@ def _suggested(result: FinderResult, stage: str) -> float:
 def fine_tune(
     model: nn.Module,
     train_loader: Iterable[Any],
-    criterion: Callable[..., torch.Tensor],
+    criterion: Callable[..., torch.Tensor] | None = None,
     *,
     epochs: int,
     freeze_epochs: int = 1,
@@ -83,7 +84,9 @@ def fine_tune(
     groups: GroupsArg = None,
     optimizer: str = "adamw",
     optimizer_kwargs: dict[str, Any] | None = None,
-    metrics: tuple[str, ...] = ("accuracy",),
+    metrics: tuple[str, ...] | None = None,
+    step_fn: StepFn | None = None,
+    metric: BatchMetric | None = None,
     seed: int | None = None,
     progress: bool = True,
 ) -> FineTuneResult:
@@ -95,7 +98,18 @@ def fine_tune(
     4. Unfreeze; range test again with discriminative groups ``slice(lr / lr_mult, lr)``,
        which keeps their ratios → ``lr2`` for the last group (``base_lr`` if given).
     5. ``epochs`` of one-cycle on everything, groups from ``lr2 / lr_mult`` to ``lr2``.
+
+    The loss is ``criterion(model(x), y)`` or ``step_fn(model, batch)`` (models that return
+    their own loss, such as Hugging Face ones: ``step_fn=lambda m, b: m(**b).loss``).
+    ``metrics`` (default ``("accuracy",)`` with a criterion, none with a ``step_fn``) and
+    ``metric(model, batch)`` are computed on ``val_loader`` as :func:`lrkit.fit` does. A
+    transformers model is split per layer (embeddings, each block, head) by default.
     """
+    if (criterion is None) == (step_fn is None):
+        raise ValueError(
+            "pass criterion (loss = criterion(model(x), y)) or step_fn(model, batch) -> loss, "
+            "one of the two"
+        )
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {optimizer!r})")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -109,6 +123,7 @@ def fine_tune(
     if len(layer_groups(model, groups)) < 2:
         raise ValueError("fine_tune needs at least two layer groups (a body and a head)")
     kwargs = optimizer_kwargs or {}
+    fit_kwargs: dict[str, Any] = {"metrics": metrics, "step_fn": step_fn, "metric": metric}
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
 
     def make(lr: float | slice) -> torch.optim.Optimizer:
@@ -118,14 +133,14 @@ def fine_tune(
     head_finder = None
     lr = base_lr
     if lr is None:
-        head_finder = find_lr(model, make(1e-3), train_loader, criterion, seed=seed,
-                              progress=progress)  # fmt: skip
+        head_finder = find_lr(model, make(1e-3), train_loader, criterion, step_fn=step_fn,
+                              seed=seed, progress=progress)  # fmt: skip
         lr = _suggested(head_finder, "head")
     if freeze_epochs:
         head_history = fit(
             model, make(lr), train_loader, criterion, freeze_epochs,
             schedule=one_cycle(max_lr=lr, total_steps=freeze_epochs * steps_per_epoch),
-            val_loader=val_loader, metrics=metrics, seed=seed, progress=progress,
+            val_loader=val_loader, seed=seed, progress=progress, **fit_kwargs,
         )  # fmt: skip
     else:
         head_history = History()
@@ -135,13 +150,13 @@ def fine_tune(
     lr2 = base_lr
     if lr2 is None:
         full_finder = find_lr(model, make(slice(lr / lr_mult, lr)), train_loader, criterion,
-                              seed=seed, progress=progress)  # fmt: skip
+                              step_fn=step_fn, seed=seed, progress=progress)  # fmt: skip
         lr2 = _suggested(full_finder, "whole model")
     opt = make(slice(lr2 / lr_mult, lr2))
     full_lrs = [float(g["lr"]) for g in opt.param_groups]
     full_history = fit(
         model, opt, train_loader, criterion, epochs,
         schedule=one_cycle(max_lr=lr2, total_steps=epochs * steps_per_epoch),
-        val_loader=val_loader, metrics=metrics, seed=seed, progress=progress,
+        val_loader=val_loader, seed=seed, progress=progress, **fit_kwargs,
     )  # fmt: skip
     return FineTuneResult(head_finder, lr, head_history, full_finder, full_lrs, full_history)

@@ -85,6 +85,10 @@ def _merge(units: list[tuple[str, list[nn.Module]]], n: int) -> list[tuple[str, 
 
 def layer_groups(model: nn.Module, groups: GroupsArg = None) -> list[tuple[str, list[nn.Module]]]:
     """The model's layer groups as (name, modules), first (input side) to last (head)."""
+    if groups is None:  # a transformers model: one group per layer (see tests/test_layers.py)
+        from lrkit.integrations.hf import transformers_split
+
+        groups = transformers_split(model)
     if groups is None:
         units = _units(model)
     elif isinstance(groups, int) and not isinstance(groups, bool):

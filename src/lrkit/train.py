@@ -28,6 +28,8 @@ from lrkit.torch_sched import ScheduleLR, to_torch
 __all__ = ["METRICS", "History", "fit"]
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BatchMetric = Callable[[nn.Module, Any], float | torch.Tensor]
+"""``metric(model, batch) -> mean over the batch``, for batches a ``step_fn`` reads."""
 Callback = Callable[["History"], bool | None]
 
 
@@ -134,8 +136,15 @@ def evaluate(
     metrics: Mapping[str, Metric],
     criterion: Callable[..., torch.Tensor] | None,
     device: torch.device,
+    batch_metric: BatchMetric | None = None,
 ) -> dict[str, float]:
-    """Mean loss (weighted by batch size) and metrics of ``model`` over ``loader``."""
+    """Mean loss (weighted by batch size) and metrics of ``model`` over ``loader``.
+
+    ``batch_metric(model, batch)`` (a batch mean) is averaged the same way, under its
+    ``__name__`` (``"metric"`` for a lambda).
+    """
+    metric_name = _metric_name(batch_metric)
+    metric_sum = 0.0
     was_training = model.training
     model.eval()
     total_loss, count = 0.0, 0
@@ -156,13 +165,26 @@ def evaluate(
                     n = len(batch[0]) if isinstance(batch, (list, tuple)) else 1
                 total_loss += float(loss) * n
                 count += n
+                if batch_metric is not None:
+                    metric_sum += float(batch_metric(model, batch)) * n
     finally:
         model.train(was_training)
     if count == 0:
         raise ValueError("val_loader yielded no batches; give it at least one batch")
     out = {"val_loss": total_loss / count}
     out.update({name: value / count for name, value in sums.items()})
+    if metric_name is not None:
+        out[metric_name] = metric_sum / count
     return out
+
+
+def _metric_name(batch_metric: BatchMetric | None) -> str | None:
+    if batch_metric is None:
+        return None
+    if not callable(batch_metric):
+        raise TypeError(f"metric must be a function (model, batch) -> value (got {batch_metric!r})")
+    name = getattr(batch_metric, "__name__", "metric")
+    return "metric" if name == "<lambda>" else name
 
 
 def fit(
@@ -176,6 +198,7 @@ def fit(
     val_loader: Iterable[Any] | None = None,
     metrics: Sequence[str | Metric] | None = None,
     step_fn: StepFn | None = None,
+    metric: BatchMetric | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
     progress: bool = True,
@@ -188,6 +211,8 @@ def fit(
     plateau=...)``) is fed the validation loss after every epoch. ``metrics`` (default
     ``("accuracy",)``) are computed on ``val_loader`` after every epoch. ``callbacks`` are
     called with the history after every epoch; one that returns ``True`` stops training.
+    ``metric(model, batch) -> batch mean`` is a metric for batches a ``step_fn`` reads (whose
+    outputs ``metrics`` cannot see), recorded beside the val loss under its ``__name__``.
     A NaN/inf training loss stops the run cleanly: it is recorded as diverged, not raised.
     With ``seed``, the same call gives the same history bit for bit on CPU.
 
@@ -201,6 +226,10 @@ def fit(
     if criterion is not None and step_fn is not None:
         raise ValueError("pass criterion or step_fn, not both: step_fn computes the loss itself")
     metric_fns = _metrics(metrics, step_fn)
+    if _metric_name(metric) in metric_fns:
+        raise ValueError(f"metric and metrics both name {_metric_name(metric)!r}; rename one")
+    if metric is not None and val_loader is None:
+        raise ValueError("metric is computed on val_loader: pass val_loader")
     length = getattr(train_loader, "__len__", None)
     if length is not None and length() == 0:
         raise ValueError("train_loader is empty (len 0); give it at least one batch")
@@ -255,7 +284,9 @@ def fit(
                 raise ValueError("train_loader yielded no batches; give it at least one batch")
             summary: dict[str, float] = {"epoch": epoch, "train_loss": losses / steps}
             if val_loader is not None:
-                summary.update(evaluate(model, val_loader, step, metric_fns, criterion, dev))
+                summary.update(
+                    evaluate(model, val_loader, step, metric_fns, criterion, dev, metric)
+                )
                 if takes_reports and isinstance(scheduler, ScheduleLR):
                     scheduler.report(summary["val_loss"])
             history.epochs.append(summary)

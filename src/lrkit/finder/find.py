@@ -45,6 +45,7 @@ def find_lr(
     for_schedule: str = "constant",
     cache: Cache = "memory",
     progress: bool = True,
+    accelerator: Any = None,
 ) -> FinderResult:
     """Run the LR range test and return the curve with its suggestions.
 
@@ -80,6 +81,12 @@ def find_lr(
     the same curves as the serial runs, in about the time of one on a GPU. Whatever happens,
     the model, optimizer and RNG states are restored bit for bit.
 
+    ``accelerator`` (an ``accelerate.Accelerator``, with the model and optimizer it
+    ``prepare``d): backward goes through ``accelerator.backward``, so its fp16 GradScaler
+    works and a step the scaler skips is retried, not recorded; its scaler state is restored
+    too. Inside a gradient-sync-off window (a partial ``accumulate()``) the optimizer step is
+    a no-op, so that is refused.
+
     >>> res = find_lr(model, optimizer, loader, nn.CrossEntropyLoss())  # doctest: +SKIP
     >>> res.suggestion, res.plot("finder.png")                         # doctest: +SKIP
     """
@@ -91,6 +98,8 @@ def find_lr(
         for_schedule=for_schedule, cache=cache,
     )  # fmt: skip
     check_inputs(config, model, optimizer, train_loader, criterion, step_fn, val_loader)
+    if accelerator is not None:
+        _check_accelerator(accelerator, optimizer, amp=amp, vectorized=vectorized)
     step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -105,6 +114,8 @@ def find_lr(
 
     started = time.perf_counter()
     snapshot = Snapshot.take(model, optimizer, cache)
+    scaler = getattr(accelerator, "scaler", None)
+    scaler_state = scaler.state_dict() if scaler is not None else None
     curves: list[Curve] = []
     try:
         val_set = None
@@ -133,13 +144,15 @@ def find_lr(
                     model, optimizer, batches, step, lrs, ratios,
                     smooth=smooth, diverge_threshold=diverge_threshold,
                     accumulation_steps=accumulation_steps, val_set=val_set, amp=amp,
-                    device=device, bar=bar,
+                    device=device, bar=bar, accelerator=accelerator,
                 )  # fmt: skip
                 bar.update(num_steps * (r + 1) - bar.n)
                 curves.append(curve)
     finally:
         snapshot.restore()
         snapshot.discard()
+        if scaler is not None and scaler_state is not None:
+            scaler.load_state_dict(scaler_state)
     name, rule = config.rule
     summary = summarize(curves, METHODS | {name: rule})
     return FinderResult(
@@ -156,6 +169,34 @@ def find_lr(
         elapsed_s=time.perf_counter() - started,
         data_passes=_data_passes(train_loader, num_steps * accumulation_steps),
     )
+
+
+def _check_accelerator(
+    accelerator: Any, optimizer: torch.optim.Optimizer, *, amp: bool, vectorized: bool
+) -> None:
+    """Refuse an accelerator the range test cannot step through (duck-typed: no import)."""
+    if not hasattr(accelerator, "backward") or not hasattr(accelerator, "sync_gradients"):
+        raise TypeError(
+            f"accelerator must be an accelerate.Accelerator (got {type(accelerator).__name__})"
+        )
+    if not accelerator.sync_gradients:
+        raise RuntimeError(
+            "find_lr(accelerator=...) was called inside a gradient-sync-off window "
+            "(accelerator.sync_gradients is False, e.g. a partial accelerator.accumulate()): "
+            "the optimizer step would be a no-op and the curve meaningless; call it outside "
+            "accumulate()"
+        )
+    if amp:
+        raise ValueError(
+            "amp=True with accelerator=: the accelerator's mixed_precision decides; drop amp"
+        )
+    if vectorized:
+        raise ValueError("vectorized=True runs its own engine; drop accelerator= or vectorized")
+    if accelerator.scaler is not None and not hasattr(optimizer, "step_was_skipped"):
+        raise ValueError(
+            "the accelerator scales the loss (fp16) but the optimizer is not one it prepared; "
+            "pass the optimizer returned by accelerator.prepare(...)"
+        )
 
 
 def _data_passes(loader: Iterable[Any], batches: int) -> float | None:

@@ -54,13 +54,23 @@ def run_serial(
     amp: bool,
     device: torch.device,
     bar: Any,
+    accelerator: Any = None,
 ) -> Curve:
-    """One range test: set the LR, average ``accumulation_steps`` micro-batch losses, step."""
+    """One range test: set the LR, average ``accumulation_steps`` micro-batch losses, step.
+
+    With an ``accelerate.Accelerator``, backward goes through ``accelerator.backward`` (its
+    GradScaler in fp16) and a step its scaler skipped is retried at the same LR, as here.
+    """
     tracker = CurveTracker(smooth, diverge_threshold, with_val=val_set is not None)
     scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
     autocast: Autocast = (
         (lambda: torch.autocast(device_type=device.type)) if amp else contextlib.nullcontext
     )
+    if accelerator is not None:
+        autocast = accelerator.autocast
+    # accelerator.backward divides by its own gradient_accumulation_steps; accumulation_steps
+    # here is the finder's, so that division is undone
+    undo = float(getattr(accelerator, "gradient_accumulation_steps", 1) or 1)
     model.train()
     i, skipped = 0, 0
     while i < len(lrs):  # a step the GradScaler skips is retried at the same LR
@@ -73,16 +83,24 @@ def run_serial(
             with autocast():
                 loss = loss_value(step(model, batch))
             scaled = loss / accumulation_steps
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
+            if accelerator is not None:
+                accelerator.backward(scaled * undo)
+            else:
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
             total += loss.detach().double()
         value = total.item() / accumulation_steps
         if not tracker.finite(i, lr, value):
             break
-        if scaler is not None:
-            scale = scaler.get_scale()
-            scaler.step(optimizer)
-            scaler.update()
-            if scaler.get_scale() < scale:  # inf/nan gradients: the scaler skipped the step
+        if scaler is not None or accelerator is not None:
+            if scaler is not None:
+                scale = scaler.get_scale()
+                scaler.step(optimizer)
+                scaler.update()
+                was_skipped = scaler.get_scale() < scale  # inf/nan gradients
+            else:
+                optimizer.step()
+                was_skipped = bool(accelerator.optimizer_step_was_skipped)
+            if was_skipped:  # the scaler skipped the step: not a point, retried at this LR
                 skipped += 1
                 if tracker.scaler_gave_up(i, skipped):
                     break
