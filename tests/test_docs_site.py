@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.browser import CHROMIUM_FLAGS, chromium_or_skip, non_blank_fraction
 
 import lrkit
 from lrkit import schedules as S
-from tests.browser import CHROMIUM_FLAGS, chromium_or_skip, non_blank_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

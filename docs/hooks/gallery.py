@@ -1,4 +1,4 @@
-"""MkDocs hook: figures drawn by the build from code, and the README as a page.
+"""MkDocs hook: figures drawn by the build from code; the README and changelog as pages.
 
 A fenced block whose info string is ``schedule`` holds a schedule spec::
 
@@ -27,6 +27,7 @@ BLOCK = re.compile(r"^```schedule(?P<opts>[^\n]*)\n(?P<spec>.*?)\n```[ \t]*$", r
 CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\(")
 IMG_DIR = "img/gallery"
 README_URI = "readme.md"
+CHANGELOG_URI = "changelog.md"
 
 _figures: dict[tuple[str, int], str] = {}  # (spec, steps) -> src_uri of its PNG
 
@@ -79,12 +80,14 @@ def on_files(files: Files, config: Any) -> Files:
             uri = f"{IMG_DIR}/{name}-{digest}.png"
             _figures[key] = uri
             files.append(File.generated(config, uri, content=_render(spec, steps)))
-    readme = docs_dir.parent / "README.md"
-    if readme.exists():
-        # The repository's front page, as a page of the site: its links into docs/ become
-        # links between pages (checked by --strict like the others).
-        text = readme.read_text(encoding="utf-8").replace("](docs/", "](")
-        files.append(File.generated(config, README_URI, content=text))
+    # The repository's front page and its changelog, as pages of the site: the README's links
+    # into docs/ become links between pages (checked by --strict like the others).
+    root = docs_dir.parent
+    for name, uri in (("README.md", README_URI), ("CHANGELOG.md", CHANGELOG_URI)):
+        text = (root / name).read_text(encoding="utf-8")
+        text = text.replace("](docs/)", "](index.md)").replace("](docs/", "](")
+        text = text.replace("](CHANGELOG.md)", f"]({CHANGELOG_URI})")
+        files.append(File.generated(config, uri, content=text))
     return files
 
 
