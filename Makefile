@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lrkit-installed
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-suggest setup clean browser
+.PHONY: demo test lint format bench bench-suggest setup clean browser docs wheel-smoke
 
 setup: $(STAMP)
 
@@ -20,8 +20,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/lrkit demo -o lrkit-demo
 
+# The tests include tests/test_docs_site.py, which builds the docs site with --strict and
+# opens it in headless Chromium: the docs cannot rot unnoticed.
 test: lint browser
 	$(PY) -m pytest
+
+# The documentation site (MkDocs Material + mkdocstrings) into site/; a broken link, a missing
+# reference or a failing figure fails the build. `$(VENV)/bin/mkdocs serve` to browse it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# The release check: sdist + wheel, twine check, the wheel installed into a fresh venv (torch
+# first) running import lrkit, lrkit --help, lrkit demo --quick. CI runs it after `make test`.
+wheel-smoke: $(STAMP)
+	.ci/wheel-smoke $(PY)
 
 # The report tests look at pages in headless Chromium (Debian's chromium + chromium-driver).
 browser:
@@ -30,13 +42,13 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs/hooks
+	$(VENV)/bin/ruff format --check src tests benchmarks docs/hooks
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix src tests benchmarks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks docs/hooks
+	$(VENV)/bin/ruff format src tests benchmarks docs/hooks
 
 # Benchmarks compare against peers (Lightning, torch-lr-finder): the `bench` extra.
 bench: $(STAMP)
@@ -55,4 +67,4 @@ bench-suggest: $(STAMP)
 	$(PY) -m benchmarks.suggest.fit
 
 clean:
-	rm -rf $(VENV) lrkit-demo lrkit-out .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) lrkit-demo lrkit-out site build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
