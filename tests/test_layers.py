@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
         "_state",
         "_plot",
         "_timm",
+        "loggers",
         "optimizers",
         "suggest",
         "schedules",
