@@ -92,9 +92,12 @@ def _matched_units(model: nn.Module) -> list[Unit]:
     return [(_label([n for n, _ in b]), [p for _, p in b]) for b in buckets if b]
 
 
+def _params_of(member: Member) -> list[nn.Parameter]:
+    return list(member.parameters()) if isinstance(member, nn.Module) else [member]
+
+
 def _size(members: list[Member]) -> int:
-    return sum(p.numel() for m in members for p in (m.parameters() if isinstance(m, nn.Module)
-                                                      else [m]))  # fmt: skip
+    return sum(p.numel() for m in members for p in _params_of(m))
 
 
 def _merge(units: list[Unit], n: int) -> list[Unit]:
@@ -172,10 +175,9 @@ def _group_params(
     """Each member's parameters with their qualified names and owners (foreign ones: no name)."""
     out: list[Owned] = []
     for member in members:
-        params = member.parameters() if isinstance(member, nn.Module) else [member]
-        for p in params:
-            name, owner = owners.get(id(p), ("", member if isinstance(member, nn.Module) else
-                                               nn.Module()))  # fmt: skip
+        fallback = member if isinstance(member, nn.Module) else nn.Module()  # foreign: no owner
+        for p in _params_of(member):
+            name, owner = owners.get(id(p), ("", fallback))
             out.append((name, p, owner))
     return out
 
