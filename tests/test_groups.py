@@ -198,3 +198,193 @@ def test_parameters_on_the_root_module_form_the_first_group() -> None:
     assert pg[0]["params"] == [model.scale] and pg[0]["lr"] == pytest.approx(1e-3)
     lrkit.freeze(model)
     assert not model.scale.requires_grad and model.head.weight.requires_grad
+
+
+# --- timm's conventions, without timm -------------------------------------------------------
+# Two tiny models that speak timm's protocol the way timm's VisionTransformer and ResNet do
+# (same parameter layout and the same group_matcher/no_weight_decay), with the groups timm's
+# param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.75,
+# no_weight_decay_list=model.no_weight_decay()) gives them, derived by hand below.
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Linear(dim, dim)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(1, dim, 4, 4)
+
+
+class TinyViT(nn.Module):
+    def __init__(self, depth: int = 4, dim: int = 8) -> None:
+        super().__init__()
+        self.patch_embed = PatchEmbed(dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 5, dim))
+        self.blocks = nn.Sequential(*[Block(dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 3)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token", "reg_token", "dist_token"}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return {
+            "stem": r"^cls_token|reg_token|pos_embed|patch_embed",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, bias=False)
+        self.bn = nn.BatchNorm2d(ch)
+
+
+class TinyResNet(nn.Module):
+    def __init__(self, blocks: tuple[int, ...] = (2, 1, 1, 1), ch: int = 4) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, ch, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch)
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            nn.Sequential(*[ResBlock(ch) for _ in range(n)]) for n in blocks
+        )
+        self.fc = nn.Linear(ch, 3)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return {"stem": r"^conv1|bn1|maxpool",
+                "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}  # fmt: skip
+
+
+def _table(model: nn.Module, groups: list[dict[str, Any]]) -> list[tuple[list[str], float, float]]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [([names[id(p)] for p in g["params"]], g["lr_scale"], g["weight_decay"]) for g in groups]
+
+
+def _block_groups(prefix: str, scale: float) -> list[tuple[list[str], float, float]]:
+    plain = [f"{prefix}.{n}" for n in ("norm1.weight", "norm1.bias", "qkv.bias",
+                                       "norm2.weight", "norm2.bias", "mlp.bias")]  # fmt: skip
+    return [(plain, scale, 0.0), ([f"{prefix}.qkv.weight", f"{prefix}.mlp.weight"], scale, 0.05)]
+
+
+def test_a_vit_gets_timms_twelve_groups_and_six_levels() -> None:
+    model = TinyViT()
+    groups = lrkit.param_groups(model, 1e-3, decay=0.75, weight_decay=0.05)
+    last_block = _block_groups("blocks.3", 0.75)
+    last_block[0][0].extend(["norm.weight", "norm.bias"])  # the final norm joins the last block
+    expected = [
+        (["cls_token", "pos_embed", "patch_embed.proj.bias"], 0.75**5, 0.0),
+        (["patch_embed.proj.weight"], 0.75**5, 0.05),
+        *_block_groups("blocks.0", 0.75**4),
+        *_block_groups("blocks.1", 0.75**3),
+        *_block_groups("blocks.2", 0.75**2),
+        *last_block,
+        (["head.weight"], 1.0, 0.05),
+        (["head.bias"], 1.0, 0.0),
+    ]
+    assert _table(model, groups) == expected  # scales bit for bit: 0.75 ** (5 - level)
+    assert len(groups) == 12 and len({g["group"] for g in groups}) == 6
+    assert [g["lr"] for g in groups] == [1e-3 * g["lr_scale"] for g in groups]
+    assert len(torch.optim.AdamW(groups).param_groups) == 12
+
+
+def test_vit_levels_are_named_after_what_they_hold() -> None:
+    names = [name for name, _ in layer_groups(TinyViT())]
+    assert names == ["cls_token+pos_embed+patch_embed", "blocks.0", "blocks.1", "blocks.2",
+                     "blocks.3+norm", "head"]  # fmt: skip
+
+
+def test_a_resnet_gets_timms_groups_one_level_per_block() -> None:
+    model = TinyResNet()
+    groups = lrkit.param_groups(model, 1e-3, decay=0.75, weight_decay=0.05)
+    blocks = ["layer1.0", "layer1.1", "layer2.0", "layer3.0", "layer4.0"]
+    expected = [(["conv1.weight"], 0.75**6, 0.05), (["bn1.weight", "bn1.bias"], 0.75**6, 0.0)]
+    for level, block in enumerate(blocks, start=1):
+        scale = 0.75 ** (6 - level)
+        expected += [([f"{block}.conv.weight"], scale, 0.05),
+                     ([f"{block}.bn.weight", f"{block}.bn.bias"], scale, 0.0)]  # fmt: skip
+    expected += [(["fc.weight"], 1.0, 0.05), (["fc.bias"], 1.0, 0.0)]
+    assert _table(model, groups) == expected
+
+
+def test_no_weight_decay_is_honoured_without_a_matcher() -> None:
+    class Tokens(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Parameter(torch.zeros(4, 4))
+            self.body = nn.Linear(4, 4)
+
+        def no_weight_decay(self) -> set[str]:
+            return {"emb*"}
+
+    model = Tokens()
+    groups = lrkit.param_groups(model, 1e-3, weight_decay=0.1)
+    decayed = [id(p) for g in groups if g["weight_decay"] == 0.1 for p in g["params"]]
+    assert decayed == [id(model.body.weight)]
+
+
+def test_a_splitter_can_place_root_parameters() -> None:
+    model = TinyViT()
+
+    def split(m: nn.Module) -> list[Any]:
+        return [[m.cls_token, m.pos_embed, m.patch_embed], *m.blocks, [m.norm, m.head]]
+
+    groups = lrkit.param_groups(model, 1e-2, groups=split, decay=0.5)
+    assert [g["name"] for g in groups][:2] == ["cls_token+pos_embed+patch_embed", "blocks.0"]
+    assert groups[0]["params"][0] is model.cls_token and groups[0]["params"][1] is model.pos_embed
+    assert [g["lr_scale"] for g in groups] == [0.5**5, 0.5**4, 0.5**3, 0.5**2, 0.5, 1.0]
+    with pytest.raises(ValueError, match="misses 2 parameters"):
+        lrkit.param_groups(model, 1e-2, groups=lambda m: [m.patch_embed, m.blocks, m.norm, m.head])
+
+
+def test_freeze_follows_the_matcher_levels() -> None:
+    model = lrkit.freeze(TinyViT(), upto=2, train_bn=False)  # the stem and blocks.0
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen[:4] == ["cls_token", "pos_embed", "patch_embed.proj.weight",
+                          "patch_embed.proj.bias"]  # fmt: skip
+    assert {n.split(".")[1] for n in frozen[4:]} == {"0"}
+
+
+def test_every_group_carries_lr_scale_consistent_with_its_lr() -> None:
+    for lr in (slice(1e-4, 1e-2), 1e-2, [1.0, 2.0, 4.0, 4.0, 8.0]):
+        groups = lrkit.param_groups(cnn(), lr)  # type: ignore[arg-type]
+        top = max(g["lr"] for g in groups)
+        assert [g["lr_scale"] for g in groups] == pytest.approx([g["lr"] / top for g in groups])
+
+
+def _timm() -> Any:
+    try:
+        import timm
+    except Exception as exc:  # ImportError, or torchvision failing to load beside this torch
+        pytest.skip(f"timm does not import here ({type(exc).__name__}: {exc}); timm needs "
+                    "torchvision, whose build must match torch")  # fmt: skip
+    return timm
+
+
+@pytest.mark.parametrize("arch", ["vit", "resnet"])
+def test_groups_equal_real_timms_param_groups_layer_decay(arch: str) -> None:
+    timm = _timm()
+    from timm.optim import param_groups_layer_decay
+
+    if arch == "vit":
+        model = timm.models.VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=4,
+                                              num_heads=2, num_classes=3)  # fmt: skip
+    else:
+        from timm.models.resnet import BasicBlock, ResNet
+
+        model = ResNet(BasicBlock, [2, 1, 1, 1], num_classes=3)
+    nwd = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    theirs = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.75,
+                                      no_weight_decay_list=nwd)  # fmt: skip
+    ours = lrkit.param_groups(model, 1e-3, decay=0.75, weight_decay=0.05)
+    assert [(g["lr_scale"], g["weight_decay"], [id(p) for p in g["params"]]) for g in ours] == [
+        (g["lr_scale"], g["weight_decay"], [id(p) for p in g["params"]]) for g in theirs
+    ]

@@ -17,7 +17,19 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lrkit"
 
 # Lowest first. A module may import modules of its own layer or of any layer below.
 LAYERS: list[set[str]] = [
-    {"_steps", "_state", "_plot", "optimizers", "suggest", "schedules", "groups", "plateau"},
+    {
+        "_steps",
+        "_state",
+        "_plot",
+        "_timm",
+        "_transformers",
+        "loggers",
+        "optimizers",
+        "suggest",
+        "schedules",
+        "groups",
+        "plateau",
+    },
     {"_engine", "torch_sched"},
     {"finder", "train"},
     {"vectorized", "tasks"},
@@ -32,11 +44,7 @@ LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 # The one import that reaches up, on purpose: ``lrkit.sweep(report=True)`` is the library's
 # one-call entry (like the CLI) and writes the report after the grid runner (``run_spec``)
 # returns; it imports the report lazily, after checking the extras before the first run.
-#
-# And ``param_groups`` of a transformers model splits it per layer (embeddings, each block,
-# head) with the splitter that lives beside the rest of the Hugging Face support; that module
-# imports no framework, and it only applies to a model built with transformers imported.
-ALLOWED = {("lrkit.sweeps.driver", "report"), ("lrkit.groups", "integrations")}
+ALLOWED = {("lrkit.sweeps.driver", "report")}
 
 
 def _component(module: str) -> str:

@@ -50,8 +50,10 @@ class ScheduleLR(LRScheduler):
     :meth:`state_dict` continues identically. With several param groups the largest base LR
     follows the schedule and every other group keeps its ratio to it
     (``lr_i = schedule(t) * base_lr_i / max(base_lrs)``), so discriminative LRs survive;
-    ``scale_groups=False`` gives every group the schedule's value. A group's ``lr_scale``
-    (timm's layer-decay convention) multiplies its LR on top; momentum is not scaled.
+    ``scale_groups=False`` gives every group the schedule's value. When any group carries an
+    ``lr_scale`` (timm's layer-decay convention, which :func:`lrkit.param_groups` also
+    writes), each group's LR is ``schedule(t) * lr_scale`` instead — one rule or the other,
+    never both, so a group is never scaled twice; momentum is not scaled.
 
     The momentum schedule, when there is one, is written to each group's ``momentum``
     (SGD, RMSprop) or Adam's ``beta1``. With ``plateau``, a metric reaches the
@@ -96,6 +98,12 @@ class ScheduleLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _ratios(self) -> list[float]:
+        """Each group's share of the schedule's value: its ``lr_scale`` when any group carries
+        one (timm's convention, the groups' own LRs then ignored), else its base LR over the
+        largest (``scale_groups``), else 1."""
+        groups = self.optimizer.param_groups
+        if any("lr_scale" in g for g in groups):
+            return [float(g.get("lr_scale", 1.0)) for g in groups]
         base = [float(b) for b in self.base_lrs]
         top = max(base)
         if not self.scale_groups or top <= 0:
@@ -103,13 +111,8 @@ class ScheduleLR(LRScheduler):
         return [b / top for b in base]
 
     def _factors(self) -> list[float]:
-        """Each group's LR over the schedule's value: its ratio, plateau scale and lr_scale."""
-        return [
-            r * s * float(g.get("lr_scale", 1.0))
-            for r, s, g in zip(
-                self._ratios(), self.scales, self.optimizer.param_groups, strict=True
-            )
-        ]
+        """Each group's LR over the schedule's value: its share and its plateau scale."""
+        return [r * s for r, s in zip(self._ratios(), self.scales, strict=True)]
 
     def get_lr(self) -> list[float | torch.Tensor]:
         value = self.schedule.lr_at(self.last_epoch)
@@ -162,7 +165,7 @@ class ScheduleLR(LRScheduler):
         groups = self.optimizer.param_groups
         for i, (group, ratio, lr) in enumerate(zip(groups, self._ratios(), new, strict=True)):
             _set_lr(group, lr)
-            unscaled = value * ratio * float(group.get("lr_scale", 1.0))
+            unscaled = value * ratio
             if unscaled > 0:
                 self.scales[i] = lr / unscaled
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]

@@ -21,6 +21,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrkit._steps import StepFn, default_step, loss_value, seed_all, to_device
+from lrkit.loggers import FitLog, Logger
 from lrkit.plateau import ReduceOnPlateau
 from lrkit.schedules import Constant, Schedule
 from lrkit.torch_sched import ScheduleLR, to_torch
@@ -106,6 +107,16 @@ def _scheduler(optimizer: torch.optim.Optimizer, schedule: Any) -> tuple[LRSched
         "schedule must be a Schedule, a spec string or dict, a ReduceOnPlateau or a torch "
         f"LRScheduler (got {type(schedule).__name__})"
     )
+
+
+def _fit_params(
+    optimizer: torch.optim.Optimizer, schedule: Any, epochs: int, seed: int | None
+) -> dict[str, Any]:
+    """What ``fit`` tells its loggers about the run."""
+    spec = schedule.to_spec() if isinstance(schedule, Schedule) else schedule
+    return {"fit/optimizer": type(optimizer).__name__, "fit/epochs": epochs, "fit/seed": seed,
+            "fit/lr": max(float(g["lr"]) for g in optimizer.param_groups),
+            "fit/schedule": spec if isinstance(spec, str) else type(spec).__name__}  # fmt: skip
 
 
 def _metrics(metrics: Sequence[str | Metric] | None, step_fn: StepFn | None) -> dict[str, Metric]:
@@ -203,6 +214,7 @@ def fit(
     seed: int | None = None,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
+    loggers: Sequence[Logger | str] = (),
 ) -> History:
     """Train ``model`` for ``epochs`` and return its :class:`History`.
 
@@ -213,6 +225,9 @@ def fit(
     called with the history after every epoch; one that returns ``True`` stops training.
     ``metric(model, batch) -> batch mean`` is a metric for batches a ``step_fn`` reads (whose
     outputs ``metrics`` cannot see), recorded beside the val loss under its ``__name__``.
+    ``loggers`` (names ``"tensorboard"``, ``"mlflow"``, ``"wandb"`` or
+    :class:`lrkit.loggers.Logger` objects) get every step's ``train/lr`` and ``train/loss``
+    and every epoch's summary as ``epoch/<name>``; loggers made from names are closed at the end.
     A NaN/inf training loss stops the run cleanly: it is recorded as diverged, not raised.
     With ``seed``, the same call gives the same history bit for bit on CPU.
 
@@ -251,7 +266,10 @@ def fit(
     started = time.perf_counter()
     total = epochs * length() if length is not None else None
     model.train()
-    with tqdm(total=total, desc="training", disable=not progress, leave=False) as bar:
+    with (
+        tqdm(total=total, desc="training", disable=not progress, leave=False) as bar,
+        FitLog(loggers, _fit_params(optimizer, schedule, epochs, seed)) as track,
+    ):
         for epoch in range(1, epochs + 1):
             losses = 0.0
             steps = 0
@@ -273,6 +291,7 @@ def fit(
                     scheduler.step()
                 history.step_lr.append(lr)
                 history.step_loss.append(value)
+                track.step(len(history.step_loss) - 1, lr, value)
                 losses += value
                 steps += 1
                 bar.update(1)
@@ -290,6 +309,7 @@ def fit(
                 if takes_reports and isinstance(scheduler, ScheduleLR):
                     scheduler.report(summary["val_loss"])
             history.epochs.append(summary)
+            track.epoch(summary)
             history.epoch_wall_s.append(time.perf_counter() - started)
             stop = next((cb for cb in callbacks if cb(history)), None)
             if stop is not None:

@@ -52,8 +52,9 @@ def find_lr(
     The LR of step ``i`` is ``start_lr * (end_lr/start_lr) ** (i/(num_steps-1))`` (``"exp"``)
     or the linear interpolation (``"linear"``); every param group gets its own share,
     ``group_lr = lr * group_lr_before / max(group_lrs_before)``, so discriminative ratios
-    survive and the x-axis is the largest group's LR. A group's ``lr_scale`` (timm's layer
-    decay) multiplies its LR before the ratios are taken, as timm's schedulers apply it.
+    survive and the x-axis is the largest group's LR. When the groups carry ``lr_scale``
+    (timm's layer decay; :func:`lrkit.param_groups` writes it too) the ratios are those of
+    the ``lr_scale`` values instead, as timm's schedulers apply them.
     With ``group=i`` only group ``i`` is swept (the x-axis is its LR) while the others keep
     theirs, to place each group's LR from its own curve. Each point is one optimizer step; with
     ``accumulation_steps=k`` it averages the loss of ``k`` micro-batches. The loss is
@@ -103,7 +104,11 @@ def find_lr(
     step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
-    group_lrs = [float(g["lr"]) * float(g.get("lr_scale", 1.0)) for g in optimizer.param_groups]
+    groups = optimizer.param_groups
+    if any("lr_scale" in g for g in groups):  # timm's convention: the scale is the share
+        group_lrs = [float(g.get("lr_scale", 1.0)) for g in groups]
+    else:
+        group_lrs = [float(g["lr"]) for g in groups]
     top = max(group_lrs)
     ratios: list[float | None] = [lr / top if top > 0 else 1.0 for lr in group_lrs]
     if group is not None:

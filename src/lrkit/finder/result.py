@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from lrkit.loggers import Logger
+
 __all__ = ["Curve", "FinderResult"]
 
 
@@ -203,3 +205,17 @@ class FinderResult:
         from lrkit._plot import plot_finder
 
         return plot_finder(self, path=path, ax=ax)
+
+    def log(self, logger: Logger | str, *, prefix: str = "finder", **kwargs: Any) -> Logger:
+        """Send the curves and suggestions to a tracker; return the logger.
+
+        ``logger``: a name (``"tensorboard"``, ``"mlflow"``, ``"wandb"``; built with
+        ``kwargs``, e.g. ``log_dir=``, ``tracking_uri=``, ``dir=``, and closed when done) or a
+        :class:`lrkit.loggers.Logger` (left open). Metrics ``{prefix}/lr``, ``{prefix}/loss``,
+        ``{prefix}/smoothed`` at step = point index; the suggestions as params.
+        """
+        from lrkit.loggers import log_finder, opened
+
+        with opened(logger, **kwargs) as (target,):
+            log_finder(target, self, prefix)
+        return target

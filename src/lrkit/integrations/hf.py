@@ -6,9 +6,9 @@
 - :func:`use_schedule` installs an lrkit schedule as the Trainer's LR scheduler, on the
   Trainer's own optimizer and param groups; it is checkpointed and resumed with the Trainer's
   step count like the built-in ones.
-- :func:`transformers_split` is the per-layer split (embeddings, each block, head) that
-  :func:`lrkit.param_groups` uses for a ``transformers`` model, so that ``decay=`` reaches
-  every layer.
+- :func:`transformers_split` (defined in :mod:`lrkit._transformers`, re-exported) is the
+  per-layer split (embeddings, each block, head) that :func:`lrkit.param_groups` uses for a
+  ``transformers`` model, so that ``decay=`` reaches every layer.
 
 transformers is never imported here: a model can only be a ``PreTrainedModel`` once the user
 has imported it.
@@ -20,81 +20,19 @@ has imported it.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from lrkit._transformers import transformers_split
 from lrkit.finder import FinderResult
 from lrkit.finder import find_lr as _find_lr
-from lrkit.groups import Splitter, _RootParams
 from lrkit.schedules import Schedule
 from lrkit.torch_sched import ScheduleLR, to_torch
 
 __all__ = ["find_lr", "transformers_split", "use_schedule"]
-
-
-def _is_pretrained(model: nn.Module) -> bool:
-    transformers = sys.modules.get("transformers")
-    pretrained = getattr(transformers, "PreTrainedModel", None) if transformers else None
-    return pretrained is not None and isinstance(model, pretrained)
-
-
-def _has_params(module: nn.Module, recurse: bool = True) -> bool:
-    return any(True for _ in module.parameters(recurse=recurse))
-
-
-def transformers_split(model: nn.Module) -> Splitter | None:
-    """Per-layer groups of a ``transformers`` model, or ``None`` for any other model.
-
-    The blocks are the model's largest ``nn.ModuleList`` (``encoder.layer``, ``h``,
-    ``layers``…): one group each. What comes before them in the module tree (embeddings, and
-    parameters held directly by the modules above the blocks) is the first group; what comes
-    after (final norm, pooler, head) the last. A weight tied to an earlier one (an LM head
-    tied to the embeddings) stays in the earlier group.
-    """
-    if not _is_pretrained(model):
-        return None
-    lists = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.ModuleList) and len(module) > 1
-    ]
-    if not lists:
-        return None
-    path, blocks = max(lists, key=lambda item: sum(p.numel() for p in item[1].parameters()))
-    before: list[nn.Module] = []
-    after: list[nn.Module] = []
-    node = model
-    for part in path.split("."):  # down from the root to the blocks
-        if node is not model and _has_params(node, recurse=False):
-            before.append(_RootParams(node))
-        passed, later = False, list[nn.Module]()
-        for name, child in node.named_children():
-            if name == part:
-                passed = True
-            elif _has_params(child):
-                (later if passed else before).append(child)
-        after[:0] = later  # a deeper level's tail (pooler) comes before an outer one's (head)
-        node = getattr(node, part)
-    if _has_params(model, recurse=False):
-        before.insert(0, _RootParams(model))
-    seen: set[int] = set()
-    units: list[list[nn.Module]] = []
-    for unit in [before, *([block] for block in blocks), after]:
-        try:
-            placed = [m for module in unit for m in _unshared(module, seen)]
-        except _Tied:
-            return None
-        if placed:
-            units.append(placed)
-
-    def split(_: nn.Module) -> Sequence[nn.Module | Sequence[nn.Module]]:
-        return units
-
-    return split
 
 
 def _loss(out: Any) -> torch.Tensor:
@@ -103,31 +41,6 @@ def _loss(out: Any) -> torch.Tensor:
     if isinstance(out, Mapping):
         out = out["loss"]
     return out  # type: ignore[no-any-return]
-
-
-def _unshared(module: nn.Module, seen: set[int]) -> list[nn.Module]:
-    """``module``, or the parts of it holding no parameter already ``seen`` (a weight tied to
-    an earlier group stays there); adds what it returns to ``seen``."""
-    ids = {id(p) for p in module.parameters()}
-    if not ids & seen:
-        seen |= ids
-        return [module] if ids else []
-    if isinstance(module, _RootParams):
-        raise _Tied
-    out: list[nn.Module] = []
-    direct = {id(p) for p in module.parameters(recurse=False)}
-    if direct - seen:
-        if direct & seen:
-            raise _Tied  # one module's own parameters, some tied and some not
-        out.append(_RootParams(module))
-        seen |= direct
-    for child in module.children():
-        out += _unshared(child, seen)
-    return out
-
-
-class _Tied(Exception):
-    """Tied parameters that no split into whole modules can separate."""
 
 
 def find_lr(trainer: Any, **find_kwargs: Any) -> FinderResult:

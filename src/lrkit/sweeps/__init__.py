@@ -9,7 +9,17 @@ PosixPath('runs/digits/report.html')
 from __future__ import annotations
 
 from lrkit.sweeps.driver import SweepResult, run_spec, sweep
+from lrkit.sweeps.mirror import mirror
 from lrkit.sweeps.spec import RunConfig, SweepSpec, logspace
 from lrkit.sweeps.store import Store
 
-__all__ = ["RunConfig", "Store", "SweepResult", "SweepSpec", "logspace", "run_spec", "sweep"]
+__all__ = [
+    "RunConfig",
+    "Store",
+    "SweepResult",
+    "SweepSpec",
+    "logspace",
+    "mirror",
+    "run_spec",
+    "sweep",
+]
