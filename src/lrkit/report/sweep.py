@@ -137,11 +137,8 @@ def sensitivity_figure(summaries: list[ConfigSummary], metric: str) -> Any:
             )
         finite = [v for s in summaries for v in s.values]
         beyond = off_scale(finite, metric)
-        for outcome, symbol, count in (
-            ("diverged", "x", lambda s: s.diverged),
-            ("failed", "triangle-down-open", lambda s: s.failed),
-        ):
-            bad = [s for s in group if count(s)]
+        for outcome, symbol in (("diverged", "x"), ("failed", "triangle-down-open")):
+            bad = [s for s in group if getattr(s, outcome)]
             if not bad:
                 continue
             fig.add_trace(
@@ -248,6 +245,7 @@ def write_pngs(directory: Path, summaries: list[ConfigSummary], metric: str) -> 
 def write_sweep_report(store: Store, sweep: str, path: str | Path) -> Path:
     """Build the report of ``sweep`` from ``store`` and write it (and its PNGs)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     records = store.runs(sweep)
     spec = store.spec(sweep)
     metric = pick_metric(records)
