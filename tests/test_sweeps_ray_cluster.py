@@ -96,16 +96,21 @@ def test_a_sweep_survives_a_lost_node_and_a_killed_driver(
         cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
         monkeypatch.delenv(PACE)  # the serial reference below runs at full speed
-        reference = sweep("tests.test_sweeps_ray_cluster:paced_task", store=tmp_path / "serial",
-                          progress=False, report=False, **GRID)  # type: ignore[arg-type]
+        reference = sweep(
+            "tests.test_sweeps_ray_cluster:paced_task",
+            store=tmp_path / "serial",
+            progress=False,
+            report=False,
+            **GRID,
+        )  # type: ignore[arg-type]
         assert reference.ran == 24 and not reference.failures
         code = DRIVER.format(lrs=GRID["lrs"])
         env = os.environ | {"PYTHONPATH": path}
 
         # a worker node is lost mid-sweep: its runs go to the other node, none is stored twice
         lost = Store(tmp_path / "lost-node")
-        driver = subprocess.Popen([sys.executable, "-c", code, cluster.address, str(lost.directory)],
-                                  env=env, cwd=ROOT)  # fmt: skip
+        driver = subprocess.Popen([sys.executable, "-c", code, cluster.address,
+                                   str(lost.directory)], env=env, cwd=ROOT)  # fmt: skip
         drivers.append(driver)
         _wait_until(lost, 4, driver, 180)
         cluster.remove_node(doomed)

@@ -223,8 +223,8 @@ def test_processes_from_a_script_without_a_main_guard_say_what_to_do(tmp_path: P
     assert proc.returncode != 0
     assert 'if __name__ == "__main__":' in proc.stderr and "line 3" in proc.stderr
     assert proc.stdout.count("finished") == 0 and not (tmp_path / "s" / "lrkit.db").exists()
-    guarded = "\n".join(["import lrkit", 'if __name__ == "__main__":',
-                         textwrap.indent(UNGUARDED.replace("import lrkit", ""), "    ")])  # fmt: skip
+    body = textwrap.indent(UNGUARDED.replace("import lrkit", ""), "    ")
+    guarded = "\n".join(["import lrkit", 'if __name__ == "__main__":', body])
     script.write_text(guarded.format(store=str(tmp_path / "s")))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=180, cwd=tmp_path)  # fmt: skip
@@ -298,7 +298,8 @@ def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path: Path) -> N
 def test_a_bad_ray_address_fails_fast_with_a_clear_error(tmp_path: Path) -> None:
     code = ("import lrkit\ntry:\n    lrkit.sweep('digits-mlp', lrs=[0.1], epochs=1, "
             f"executor='ray', address='127.0.0.1:9', store={str(tmp_path / 's')!r}, "
-            "progress=False, report=False)\nexcept ValueError as exc:\n    print(exc)\n")  # fmt: skip
+            "progress=False, report=False)\n"
+            "except ValueError as exc:\n    print(exc)\n")  # fmt: skip
     started = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -328,11 +328,13 @@ def _load_checkpoint(model: Any, path: Path) -> tuple[list[str], list[str]]:
                 f"state dict; {fix}"
             ) from None
         raise ValueError(f"--pretrained {path} is not a PyTorch checkpoint; {fix}") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as exc:  # torch's many ways to say "not a checkpoint" (KeyError, EOF...)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ValueError(
-            f"--pretrained {path} is not a PyTorch checkpoint ({str(exc).splitlines()[0]}); {fix}"
+            f"--pretrained {path} is not a PyTorch checkpoint ({type(exc).__name__}: {first}); "
+            f"{fix}"
         ) from None
 
 

@@ -238,7 +238,8 @@ def write_pngs(directory: Path, summaries: list[ConfigSummary], metric: str) -> 
         title="LR sensitivity (band: min…max over seeds/folds)",
     )
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no line when no run finished
+        ax.legend(fontsize=8)
     save(fig, directory / "sensitivity.png")
 
 
