@@ -82,7 +82,7 @@ def test_a_sweep_survives_a_lost_node_and_a_killed_driver(
     import ray
     from ray.cluster_utils import Cluster
 
-    path = os.pathsep.join([str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", ""), str(ROOT / "src")])
     monkeypatch.setenv("PYTHONPATH", path)
     monkeypatch.setenv(PACE, "0.6")
     try:

@@ -137,7 +137,7 @@ def test_a_claim_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path
     claimer = subprocess.run(
         [sys.executable, "-c", "import sys; from lrkit.sweeps import Store; "
          f"Store(sys.argv[1]).claim([{configs[0].id!r}])", str(tmp_path)],
-        check=True, env=os.environ | {"PYTHONPATH": str(ROOT / "src")},
+        check=True,
     )  # fmt: skip
     assert claimer.returncode == 0
     live = os.getppid()  # a live process that is not the claim's owner: a reused PID
@@ -256,6 +256,10 @@ if __name__ == "__main__":
 """
 
 
+def _pythonpath() -> list[str]:
+    return [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
 def _pool_workers(parent: int) -> list[int]:
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -273,7 +277,7 @@ def _pool_workers(parent: int) -> list[int]:
 def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "pool.py"
     script.write_text(KILLED_POOL.format(store=str(tmp_path / "s")))
-    env = os.environ | {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), *_pythonpath()])}
     parent = subprocess.Popen([sys.executable, str(script)], env=env, cwd=ROOT)
     try:
         deadline = time.time() + 120
