@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import make_data, make_model
@@ -201,3 +203,87 @@ def test_finetune_from_a_checkpoint_with_a_new_head(tmp_path: Path) -> None:
     assert (tmp_path / "finetune_history.json").is_file()
     result = runner.invoke(app, ["finetune", "digits-mlp", "--pretrained", str(tmp_path / "x")])
     assert result.exit_code == 2 and "no checkpoint" in result.output
+
+
+# ---------------------------------------------------------------- issue 16, item 8
+
+
+def _mini_spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "mini.toml"
+    spec.write_text('task = "digits-mlp"\nepochs = 1\nlrs = [0.1]\n')
+    return spec
+
+
+def _one_line_error(result: Any, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    for needle in needles:
+        assert needle in text, (needle, result.output)
+
+
+def test_a_store_under_a_file_is_one_line_naming_the_path(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    store = tmp_path / "afile" / "store"
+    result = runner.invoke(app, ["sweep", str(_mini_spec(tmp_path)), "--store", str(store)])
+    _one_line_error(result, str(tmp_path / "afile"), "is a file", "--store")
+
+
+def test_an_unwritable_store_is_one_line_naming_the_path(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    store = locked / "store"
+    if os.access(locked, os.W_OK):  # root writes anywhere: use a place nobody can write
+        store = Path("/sys/lrkit-store-test")
+        if not Path("/sys").is_dir():
+            pytest.skip("no unwritable directory to test with")
+    result = runner.invoke(app, ["sweep", str(_mini_spec(tmp_path)), "--store", str(store)])
+    _one_line_error(result, str(store), "--store")
+
+
+def test_a_corrupt_store_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "lrkit.db").write_bytes(b"this is not sqlite" * 100)
+    result = runner.invoke(app, ["sweep", str(_mini_spec(tmp_path)), "--store", str(store)])
+    _one_line_error(result, str(store / "lrkit.db"), "not an lrkit store")
+    result = runner.invoke(app, ["runs", "ls", str(store)])
+    _one_line_error(result, str(store / "lrkit.db"), "not an lrkit store")
+
+
+def test_read_only_commands_never_create_a_store(tmp_path: Path) -> None:
+    typo = str(tmp_path / "typo")
+    for args in (["runs", "show", "abc", "--store", typo], ["report", typo],
+                 ["runs", "ls", typo]):  # fmt: skip
+        result = runner.invoke(app, args)
+        _one_line_error(result, "no lrkit.db")
+        assert not (tmp_path / "typo").exists(), args
+
+
+def test_finetune_with_a_pickled_module_or_a_non_checkpoint_says_what_to_save(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    whole = tmp_path / "whole.pt"
+    torch.save(nn.Linear(2, 2), whole)
+    result = runner.invoke(app, ["finetune", "digits-mlp", "--pretrained", str(whole)])
+    _one_line_error(result, str(whole), "not a state dict", "model.state_dict()")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    result = runner.invoke(app, ["finetune", "digits-mlp", "--pretrained", str(text)])
+    _one_line_error(result, str(text), "not a PyTorch checkpoint", "model.state_dict()")
+
+
+def test_schedule_to_a_non_image_file_says_which_files_it_writes(tmp_path: Path) -> None:
+    out = tmp_path / "x.txt"
+    result = runner.invoke(app, ["schedule", "cosine(max_lr=0.1, total_steps=10)", "-o", str(out)])
+    _one_line_error(result, "x.txt", ".png")
+    assert not out.exists()
+
+
+def test_seeds_as_a_number_in_toml_says_what_it_expects(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text('task = "digits-mlp"\nepochs = 1\nlrs = [0.1]\nseeds = 3\n')
+    result = runner.invoke(app, ["sweep", str(spec), "--store", str(tmp_path / "s")])
+    _one_line_error(result, "seeds must be a non-empty list (got 3)", "seeds = [0, 1, 2]")

@@ -24,6 +24,7 @@ import lrkit
 from lrkit.cli import app
 from lrkit.sweeps import Store, SweepSpec, logspace, run_spec, sweep
 from lrkit.sweeps.spec import RunConfig
+from lrkit.sweeps.store import owner_identity
 from lrkit.tasks import Task, get_task
 
 TINY = {"task": "digits-mlp", "epochs": 1}
@@ -43,7 +44,7 @@ def test_grid_expansion_is_deterministic_with_stable_ids() -> None:
     assert [r.id for r in runs] == [r.id for r in spec.expand()]
     assert len({r.id for r in runs}) == len(runs)
     assert (runs[0].lr, runs[0].schedule, runs[0].seed, runs[0].fold) == (0.1, "constant", 0, 0)
-    same = RunConfig("digits-mlp", 0.1, "constant", "sgd", 0, 0, 3, 1)
+    same = RunConfig("digits-mlp", 0.1, "constant", "sgd", 0, 0, 3, 1, sweep=spec.sweep_id)
     assert same.id == runs[0].id
     assert dataclasses.replace(same, seed=1).id != same.id
 
@@ -133,12 +134,13 @@ def test_claim_respects_live_owners_and_takes_over_dead_ones(tmp_path: Path) -> 
     configs = SweepSpec(lrs=[0.1, 0.01], **TINY).expand()
     store.register("s", {}, configs)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_owner = owner_identity(dead.pid)
     dead.wait()
     with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE runs SET status='running', host=?, pid=? WHERE id=?",
-                     (os.uname().nodename, os.getppid(), configs[0].id))  # fmt: skip
-        conn.execute("UPDATE runs SET status='running', host=?, pid=? WHERE id=?",
-                     (os.uname().nodename, dead.pid, configs[1].id))  # fmt: skip
+        conn.execute("UPDATE runs SET status='running', owner=? WHERE id=?",
+                     (owner_identity(os.getppid()), configs[0].id))  # fmt: skip
+        conn.execute("UPDATE runs SET status='running', owner=? WHERE id=?",
+                     (dead_owner, configs[1].id))  # fmt: skip
     assert store.claim([c.id for c in configs]) == [configs[1].id]
 
 
@@ -148,8 +150,8 @@ def test_serial_sweep_records_every_run_and_resumes(tmp_path: Path) -> None:
     first = sweep(**kwargs)  # type: ignore[arg-type]
     assert first.ran == 4 and first.skipped == 0 and not first.failures
     assert all(r.status == "done" for r in first.runs)
-    assert first.report is not None and first.report.is_file()
-    assert (tmp_path / "sensitivity.png").stat().st_size > 10_000
+    assert first.report == tmp_path / first.name / "report.html" and first.report.is_file()
+    assert (tmp_path / first.name / "sensitivity.png").stat().st_size > 10_000
     again = sweep(**kwargs)  # type: ignore[arg-type]
     assert again.ran == 0 and again.skipped == 4
     steps = len(get_task("digits-mlp").train_loader())
@@ -335,7 +337,8 @@ def test_cli_sweep_runs_ls_show_and_report(tmp_path: Path) -> None:
     assert result.exit_code == 0 and out.stat().st_size > 100_000
     result = runner.invoke(app, ["sweep", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "no sweep spec" in result.output
-    assert json.loads(json.dumps(Store(store).spec("mini")))["task"] == "digits-mlp"
+    db = Store(store)
+    assert json.loads(json.dumps(db.spec(db.resolve_sweep("mini"))))["task"] == "digits-mlp"
 
 
 def test_vectorized_executor_matches_serial_within_float32_noise(tmp_path: Path) -> None:
@@ -353,12 +356,15 @@ def test_vectorized_executor_matches_serial_within_float32_noise(tmp_path: Path)
             assert a[metric] == pytest.approx(b[metric], rel=2e-3, abs=2e-3), (key, metric)
 
 
-def test_auto_picks_serial_on_this_small_cpu_machine() -> None:
+def test_auto_picks_serial_for_one_core_and_workers_only_when_they_pay() -> None:
     from lrkit.sweeps.executors import choose
+    from lrkit.sweeps.pool import parallel_pays
 
     configs = SweepSpec(lrs=[0.1, 0.2], **TINY).expand()
     expected = "vectorized" if torch.cuda.is_available() else "serial"
-    assert choose("auto", configs, workers=2) == expected
+    assert choose("auto", configs, workers=1) == expected
+    assert not parallel_pays(0.07, 11, 2)  # 12 tiny runs: starting workers costs more
+    assert parallel_pays(1.0, 11, 2) and parallel_pays(5.0, 11, 2)
 
 
 def test_two_processes_on_one_store_run_every_config_once(tmp_path: Path) -> None:

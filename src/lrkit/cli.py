@@ -140,6 +140,9 @@ def find(
     console.print(f"wrote {output / 'finder.png'} and {output / 'finder.json'}")
 
 
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
+
+
 @app.command()
 @user_errors
 def schedule(
@@ -159,6 +162,11 @@ def schedule(
     from lrkit import plot_schedule
     from lrkit.schedules import parse
 
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"-o {output}: the plot is an image; name a {', '.join(IMAGE_SUFFIXES)} file, "
+            f"e.g. -o {output.with_suffix('.png')}"
+        )
     scheds = [parse(s) for s in spec]
     if steps < 1:
         raise ValueError(f"--steps must be >= 1 (got {steps})")
@@ -275,12 +283,12 @@ def finetune(
     data_dir: DataDir = None,
 ) -> None:
     """Fine-tune TASK's model from CHECKPOINT: head first, then everything (discriminative)."""
-    from lrkit.finetune import fine_tune, load_pretrained
+    from lrkit.finetune import fine_tune
     from lrkit.tasks import get_task
 
     t = get_task(task, data_dir=data_dir)
     model = t.make_model(seed)
-    loaded, skipped = load_pretrained(model, pretrained)
+    loaded, skipped = _load_checkpoint(model, pretrained)
     result = fine_tune(
         model, t.train_loader(seed), t.criterion, epochs=epochs, freeze_epochs=freeze_epochs,
         base_lr=lr, lr_mult=lr_mult, val_loader=t.val_loader(), groups=groups,
@@ -303,6 +311,33 @@ def finetune(
     console.print(f"wrote {output / 'finetune_history.json'}")
 
 
+def _load_checkpoint(model: Any, path: Path) -> tuple[list[str], list[str]]:
+    """:func:`~lrkit.finetune.load_pretrained`, with what torch says about a file that is
+    not a state dict turned into one line naming the path and the fix."""
+    import pickle
+
+    from lrkit.finetune import load_pretrained
+
+    fix = "save the weights with torch.save(model.state_dict(), path)"
+    try:
+        return load_pretrained(model, path)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise ValueError(
+                f"--pretrained {path} holds pickled Python objects (a whole model?), not a "
+                f"state dict; {fix}"
+            ) from None
+        raise ValueError(f"--pretrained {path} is not a PyTorch checkpoint; {fix}") from None
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as exc:  # torch's many ways to say "not a checkpoint" (KeyError, EOF...)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(
+            f"--pretrained {path} is not a PyTorch checkpoint ({type(exc).__name__}: {first}); "
+            f"{fix}"
+        ) from None
+
+
 EXECUTOR_HELP = "; ".join(f"{name}: {what}" for name, what in EXECUTORS.items()) + "."
 
 
@@ -317,11 +352,20 @@ def sweep_command(
     workers: Annotated[int | None, typer.Option(help="Processes / Ray CPUs.")] = None,
     address: Annotated[str | None, typer.Option(help="Address of a Ray cluster.")] = None,
     report: Annotated[
-        bool, typer.Option(help="Write report.html and sensitivity.png (the report extra).")
+        bool, typer.Option(help="Write <sweep id>/report.html (the report extra).")
     ] = True,
+    take_over: Annotated[
+        bool,
+        typer.Option(help="Take runs another process claimed, when you know it is gone."),
+    ] = False,
 ) -> None:
-    """Run (or resume) the sweep in SPEC; write the store and report.html."""
+    """Run (or resume) the sweep in SPEC; write the store and the sweep's report.
+
+    Exit 1 when every run this call ran failed; runs another live process holds are left to
+    it and counted as running elsewhere.
+    """
     from lrkit.sweeps import SweepSpec, run_spec
+    from lrkit.sweeps.driver import report_path
 
     if not spec.is_file():
         raise FileNotFoundError(f"no sweep spec at {spec}")
@@ -331,53 +375,66 @@ def sweep_command(
 
         require_report_extras(skip="--no-report")
     result = run_spec(parsed, executor=executor, store=store or Path("runs") / parsed.name,
-                      workers=workers, address=address)  # fmt: skip
+                      workers=workers, address=address, take_over=take_over)  # fmt: skip
     done = sum(r.status == "done" for r in result.runs)
     console.print(
-        f"{result.name}: {result.ran} ran, {result.skipped} already done, {done}/"
-        f"{len(result.runs)} done in the store, {len(result.failures)} failed"
+        f"{result.name}: {result.ran} ran, {result.skipped} already done, "
+        f"{len(result.elsewhere)} running elsewhere; {done}/{len(result.runs)} done in the "
+        f"store, {len(result.failures)} failed",
+        highlight=False,
     )
+    if result.elsewhere:
+        owners = ", ".join(sorted(set(result.elsewhere.values())))
+        console.print(
+            f"[yellow]{len(result.elsewhere)} running elsewhere[/] (owner host/pid/start: "
+            f"{escape(owners)}); run again when they finish, or with --take-over if that "
+            "process is gone"
+        )
     for r in result.failures:
         console.print(f"[red]failed[/] {r.id} lr={r.config['lr']:.3g}: {escape(r.error or '')}")
     if report and done:
         from lrkit.report.sweep import write_sweep_report
 
-        path = write_sweep_report(result.store, result.name, result.store.directory / "report.html")
+        path = write_sweep_report(result.store, result.name,
+                                  report_path(result.store, result.name))  # fmt: skip
         console.print(f"wrote {path}")
+    if result.all_failed:
+        err_console.print(
+            f"[bold red]error:[/] every run of {escape(result.name)} failed; first error: "
+            f"{escape((result.failures[0].error or '').splitlines()[-1])}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 def _open_store(directory: Path) -> Store:
-    """The store in ``directory``; a missing one is a user error, not an empty store."""
-    db = Store(directory)
-    if not db.path.is_file():
-        raise FileNotFoundError(f"no lrkit.db in {directory}")
-    return db
+    """The store in ``directory``, never created by a read-only command."""
+    return Store(directory, create=False)
 
 
-def _sweep_name(db: Store, name: str | None) -> str:
-    """``name``, or the store's latest sweep; checked against the sweeps the store holds."""
-    names = db.sweeps()
-    chosen = name or (names[-1] if names else None)
-    if chosen is None or chosen not in names:
-        raise ValueError(f"no sweep {chosen!r} in {db.path}; sweeps there: {names}")
-    return chosen
-
-
-SweepName = Annotated[str | None, typer.Option(help="Sweep name, if the store has several.")]
+SweepName = Annotated[
+    str | None,
+    typer.Option("--sweep", "--name", help="Sweep id or name, when the store holds several."),
+]
 
 
 @app.command()
 @user_errors
 def report(
     store: Annotated[Path, typer.Argument(help="A sweep's store directory.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
-    name: SweepName = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="HTML file (default: STORE/<sweep id>/report.html)."),
+    ] = None,
+    sweep: SweepName = None,
 ) -> None:
     """Rebuild the HTML report of a sweep from its store."""
     from lrkit.report.sweep import write_sweep_report
+    from lrkit.sweeps.driver import report_path
 
     db = _open_store(store)
-    path = write_sweep_report(db, _sweep_name(db, name), output or store / "report.html")
+    sweep_id = db.resolve_sweep(sweep)
+    path = write_sweep_report(db, sweep_id, output or report_path(db, sweep_id))
     console.print(f"wrote {path}")
 
 
@@ -386,36 +443,54 @@ app.add_typer(runs_app, name="runs")
 StoreOpt = Annotated[Path, typer.Option(help="Store directory.")]
 
 
+def _status(record: Any) -> str:
+    return "diverged" if record.status == "done" and record.diverged else record.status
+
+
 @runs_app.command("ls")
 @user_errors
-def runs_ls(store: Annotated[Path, typer.Argument(help="Store directory.")]) -> None:
-    """One line per run: id, status, config, final metrics."""
+def runs_ls(
+    store: Annotated[Path, typer.Argument(help="Store directory.")],
+    sweep: SweepName = None,
+) -> None:
+    """One line per run: id, status, config, final metric (fits 80 columns)."""
+    from lrkit.report.analysis import pick_metric
+
     db = _open_store(store)
-    table = Table()
-    for column in ("id", "status", "lr", "schedule", "optimizer", "seed", "fold", "final"):
-        table.add_column(column)
-    for r in db.runs():
+    sweep_id = db.resolve_sweep(sweep)
+    records = db.runs(sweep_id)
+    metric = pick_metric(records)
+    console.print(f"sweep {sweep_id}: {len(records)} runs", highlight=False)
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "status", "lr", "schedule", "opt", "seed", "fold", metric):
+        table.add_column(column, justify="right" if column in ("lr", "seed", metric) else "left",
+                         no_wrap=True, overflow="ellipsis",
+                         max_width=16 if column == "schedule" else None)  # fmt: skip
+    for r in records:
         c = r.config
-        final = r.summary.get("final", {})
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if k != "epoch")
-        table.add_row(r.id, "diverged" if r.diverged else r.status, f"{c['lr']:.3g}",
-                      c["schedule"], c["optimizer"], str(c["seed"]), str(c["fold"]),
-                      shown or (r.error or "")[:60])  # fmt: skip
+        value = r.summary.get("final", {}).get(metric)
+        shown = f"{value:.4g}" if isinstance(value, float) else ""
+        table.add_row(r.id[:8], _status(r), f"{c['lr']:.3g}", c["schedule"], c["optimizer"],
+                      str(c["seed"]), "-" if c["fold"] is None else str(c["fold"]),
+                      shown)  # fmt: skip
     console.print(table)
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        console.print(f"{len(failed)} failed: `lrkit runs show ID` prints the error")
 
 
 @runs_app.command("best")
 @user_errors
 def runs_best(
     store: Annotated[Path, typer.Argument(help="Store directory.")],
-    name: SweepName = None,
+    sweep: SweepName = None,
     top: Annotated[int, typer.Option(help="Configurations to list.")] = 8,
 ) -> None:
     """The configurations ranked by final metric over their seeds and folds, and the verdict."""
     from lrkit.report.analysis import pick_metric, ranked, summarize, verdict
 
     db = _open_store(store)
-    records = db.runs(_sweep_name(db, name))
+    records = db.runs(db.resolve_sweep(sweep))
     metric = pick_metric(records)
     summaries = summarize(records, metric)
     table = Table(title=f"final {metric}, best first")
@@ -435,9 +510,9 @@ def runs_show(
     store: StoreOpt = Path("runs/sweep"),
 ) -> None:
     """A run's config, status, error and per-epoch metrics."""
-    db = Store(store)
+    db = _open_store(store)
     r = db.run(run_id)
-    console.print(f"run {r.id} ({r.status}{', diverged' if r.diverged else ''})", markup=False)
+    console.print(f"run {r.id} of {r.sweep} ({_status(r)})", markup=False)
     for key, value in r.config.items():
         console.print(f"  {key}: {value}", markup=False)
     if r.error:

@@ -22,6 +22,7 @@ __all__ = [
     "pick_metric",
     "ranked",
     "run_label",
+    "status_of",
     "summarize",
     "value_of",
     "verdict",
@@ -40,6 +41,14 @@ def pick_metric(records: list[RunRecord]) -> str:
         if "val_loss" in final:
             return "val_loss"
     return "train_loss"
+
+
+def status_of(record: RunRecord) -> str:
+    """``finished``, ``diverged`` or ``failed`` (or ``pending``/``running``): three outcomes a
+    report never mixes up (a failed run raised an error; a diverged one trained to inf/nan)."""
+    if record.status == "done":
+        return "diverged" if record.diverged else "finished"
+    return record.status
 
 
 def value_of(record: RunRecord, metric: str) -> float:
@@ -143,6 +152,8 @@ def verdict(summaries: list[ConfigSummary], metric: str) -> str:
         + (f" ({len(folds)} folds)" if len(folds) > 1 else "")
         + "."
     )
+    line = sorted({s.lr for s in summaries
+                   if s.schedule == best.schedule and s.optimizer == best.optimizer})  # fmt: skip
     close = [
         s
         for s in order
@@ -150,7 +161,14 @@ def verdict(summaries: list[ConfigSummary], metric: str) -> str:
         and s.optimizer == best.optimizer
         and abs(s.mean - best.mean) <= max(best.std, 1e-12)
     ]
-    if len(close) > 1:
+    if len(line) > 1 and best.lr in (line[0], line[-1]):
+        side, end = ("largest", "above") if best.lr == line[-1] else ("smallest", "below")
+        text += (
+            f" It is the {side} LR tried for {best.schedule} with {best.optimizer}: the optimum "
+            f"may lie beyond the grid, so extend the grid {end} {best.lr:.3g} before trusting "
+            "this choice."
+        )
+    elif len(close) > 1:
         lo, hi = min(s.lr for s in close), max(s.lr for s in close)
         text += (
             f" LRs from {lo:.3g} to {hi:.3g} are within one standard deviation of it: the "

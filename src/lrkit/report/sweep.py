@@ -19,6 +19,7 @@ from lrkit.report.analysis import (
     pick_metric,
     ranked,
     run_label,
+    status_of,
     summarize,
     value_of,
     verdict,
@@ -27,6 +28,19 @@ from lrkit.report.html import Page
 from lrkit.sweeps.store import RunRecord, Store
 
 __all__ = ["write_sweep_report"]
+
+
+STATUSES = ("finished", "diverged", "failed")
+
+
+def off_scale(finite: list[float], metric: str) -> float:
+    """Where runs without a result sit on a metric axis: beyond the worst finished value by
+    a clear margin (never on a finished run's value, even when only one run finished)."""
+    if not finite:
+        return 0.0
+    lo, hi = min(finite), max(finite)
+    margin = max(0.15 * (hi - lo), 0.05 * max(abs(lo), abs(hi)), 1e-3)
+    return lo - margin if metric in HIGHER_IS_BETTER else hi + margin
 
 
 def parallel_figure(records: list[RunRecord], metric: str) -> Any:
@@ -45,8 +59,14 @@ def parallel_figure(records: list[RunRecord], metric: str) -> Any:
     cfgs = [r.config for r in records]
     values = [value_of(r, metric) for r in records]
     finite = [v for v in values if math.isfinite(v)]
-    worst = (min(finite) if metric in HIGHER_IS_BETTER else max(finite)) if finite else 0.0
-    shown = [v if math.isfinite(v) else worst for v in values]
+    beyond = off_scale(finite, metric)
+    shown = [v if math.isfinite(v) else beyond for v in values]
+    statuses = [status_of(r) for r in records]
+    metric_axis: dict[str, Any] = {"label": metric, "values": shown}
+    if finite and len(finite) < len(values):
+        ticks = sorted({min(finite), max(finite)})
+        metric_axis["tickvals"] = [*ticks, beyond]
+        metric_axis["ticktext"] = [f"{t:.4g}" for t in ticks] + ["no result"]
     dims = [
         {"label": "log10 lr", "values": [math.log10(c["lr"]) for c in cfgs]},
         categorical([c["schedule"] for c in cfgs], "schedule"),
@@ -54,12 +74,12 @@ def parallel_figure(records: list[RunRecord], metric: str) -> Any:
         categorical([c["seed"] for c in cfgs], "seed"),
         categorical([fold_name(c["fold"]) for c in cfgs], "fold"),
         {
-            "label": "diverged",
-            "values": [int(not math.isfinite(v)) for v in values],
-            "tickvals": [0, 1],
-            "ticktext": ["no", "yes"],
+            "label": "outcome",
+            "values": [STATUSES.index(s) if s in STATUSES else len(STATUSES) for s in statuses],
+            "tickvals": list(range(len(STATUSES) + 1)),
+            "ticktext": [*STATUSES, "not run"],
         },
-        {"label": metric, "values": shown},
+        metric_axis,
     ]
     fig = go.Figure(
         go.Parcoords(
@@ -115,22 +135,25 @@ def sensitivity_figure(summaries: list[ConfigSummary], metric: str) -> Any:
                     "<br>%{customdata[1]} runs<extra>" + name + "</extra>",
                 )
             )
-        bad = [s for s in group if s.diverged + s.failed]
-        if bad and ok:
-            floor = (
-                min(min(s.values) for s in ok)
-                if metric in HIGHER_IS_BETTER
-                else max(max(s.values) for s in ok)
-            )
+        finite = [v for s in summaries for v in s.values]
+        beyond = off_scale(finite, metric)
+        for outcome, symbol in (("diverged", "x"), ("failed", "triangle-down-open")):
+            bad = [s for s in group if getattr(s, outcome)]
+            if not bad:
+                continue
             fig.add_trace(
                 go.Scatter(
                     x=[s.lr for s in bad],
-                    y=[floor] * len(bad),
+                    y=[beyond] * len(bad),
                     mode="markers",
                     legendgroup=name,
-                    marker={"symbol": "x", "size": 11, "color": color},
-                    name=f"{name}: diverged",
-                    text=[f"{s.diverged} diverged, {s.failed} failed of {s.runs}" for s in bad],
+                    marker={"symbol": symbol, "size": 11, "color": color},
+                    name=f"{name}: {outcome} (no result, drawn off scale)",
+                    text=[
+                        f"{s.diverged} diverged, {s.failed} failed, {len(s.values)} finished "
+                        f"of {s.runs}"
+                        for s in bad
+                    ],
                 )
             )
     if best:
@@ -215,25 +238,29 @@ def write_pngs(directory: Path, summaries: list[ConfigSummary], metric: str) -> 
         title="LR sensitivity (band: min…max over seeds/folds)",
     )
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no line when no run finished
+        ax.legend(fontsize=8)
     save(fig, directory / "sensitivity.png")
 
 
 def write_sweep_report(store: Store, sweep: str, path: str | Path) -> Path:
     """Build the report of ``sweep`` from ``store`` and write it (and its PNGs)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     records = store.runs(sweep)
     spec = store.spec(sweep)
     metric = pick_metric(records)
     summaries = summarize(records, metric)
     order = ranked(summaries, metric)
-    done = sum(r.status == "done" for r in records)
+    outcomes = [status_of(r) for r in records]
+    counts = ", ".join(f"{outcomes.count(s)} {s}" for s in (*STATUSES, "running", "pending")
+                       if s in STATUSES or outcomes.count(s))  # fmt: skip
     page = Page(
         title=f"lrkit sweep “{sweep}” on {spec['task']}",
         subtitle=(
-            f"{len(records)} runs ({done} done, {sum(r.diverged for r in records)} diverged, "
-            f"{sum(r.status == 'failed' for r in records)} failed); {spec['epochs']} epochs "
-            f"each; metric: final {metric}."
+            f"{len(records)} runs ({counts}); {spec['epochs']} epochs each; metric: final "
+            f"{metric}. Diverged runs trained to inf/NaN; failed runs raised an error; neither "
+            "has a metric, and the figures draw them off scale."
         ),
     )
     page.heading("Verdict")

@@ -3,7 +3,7 @@
 >>> res = lrkit.sweep("digits-mlp", lrs=logspace(1e-3, 1, 7), seeds=(0, 1, 2),  # doctest: +SKIP
 ...                   epochs=5, store="runs/digits")
 >>> res.report                                                            # doctest: +SKIP
-PosixPath('runs/digits/report.html')
+PosixPath('runs/digits/digits-1b2c3d4e/report.html')
 """
 
 from __future__ import annotations

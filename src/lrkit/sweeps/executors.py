@@ -7,12 +7,15 @@ vectorized) or from one made by each worker process / Ray actor for the life of 
 
 from __future__ import annotations
 
-import multiprocessing
+import ast
 import os
+import socket
+import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
+from lrkit.sweeps.pool import ProcessBackend, RayBackend, pooled
 from lrkit.sweeps.run import TaskResolver, run_config
 from lrkit.sweeps.spec import RunConfig
 
@@ -21,7 +24,8 @@ EXECUTORS: dict[str, str] = {
     "processes": "a pool of --workers local processes",
     "ray": "--workers Ray actors on a local cluster or the one at --address",
     "vectorized": "runs that differ only in LR and seed trained together (fit_many)",
-    "auto": "vectorized on CUDA, else processes when runs and cores are many, else serial",
+    "auto": "vectorized on CUDA; else serial, with worker processes started only when the "
+    "runs timed so far say they pay",
 }
 """Executor names and what each does (the CLI's help is written from this table)."""
 Outcome = tuple[str, dict[str, Any] | BaseException]
@@ -36,96 +40,23 @@ def serial(configs: Sequence[RunConfig], tasks: TaskResolver) -> Iterator[Outcom
             yield cfg.id, exc
 
 
-_pool_worker_tasks: TaskResolver | None = None
-"""The tasks of a ``processes`` pool worker: set by :func:`_start_pool_worker`, which runs only
-in a worker process the pool spawned for one sweep call, so it lives and dies with that pool
-(never set in the process that calls ``sweep``)."""
-
-
-def _start_pool_worker() -> None:
-    global _pool_worker_tasks
-    _pool_worker_tasks = TaskResolver()
-
-
-def _run_in_pool_worker(config: RunConfig) -> dict[str, Any]:
-    if _pool_worker_tasks is None:
-        raise RuntimeError("_run_in_pool_worker runs only in a pool started by processes()")
-    return run_config(config, _pool_worker_tasks)
-
-
-def processes(configs: Sequence[RunConfig], workers: int | None) -> Iterator[Outcome]:
-    """A local pool of ``workers`` processes (default: one per CPU), started with spawn."""
-    workers = workers or os.cpu_count() or 1
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_start_pool_worker
-    ) as pool:
-        futures = {pool.submit(_run_in_pool_worker, cfg): cfg.id for cfg in configs}
-        for future in as_completed(futures):
-            try:
-                yield futures[future], future.result()
-            except Exception as exc:
-                yield futures[future], exc
-
-
-class _RunActor:
-    """A Ray actor that runs configs, keeping the tasks it built for its own later runs."""
-
-    def __init__(self) -> None:
-        self.tasks = TaskResolver()
-
-    def run(self, config: RunConfig) -> dict[str, Any]:
-        return run_config(config, self.tasks)
+def processes(
+    configs: Sequence[RunConfig], tasks: TaskResolver, workers: int | None, *, auto: bool = False
+) -> Iterator[Outcome]:
+    """A local pool of ``workers`` processes (default: one per CPU), kept for the whole
+    sweep; this process runs runs too while they start (see :mod:`lrkit.sweeps.pool`)."""
+    size = min(workers or os.cpu_count() or 1, len(configs))
+    return pooled(configs, tasks, ProcessBackend(), size, auto=auto)
 
 
 def ray(
-    configs: Sequence[RunConfig], workers: int | None, address: str | None
+    configs: Sequence[RunConfig], tasks: TaskResolver, workers: int | None, address: str | None
 ) -> Iterator[Outcome]:
-    """Runs on ``workers`` Ray actors (default: the cluster's CPUs), one run at a time each;
-    ``address`` joins a running cluster, else a local one starts."""
-    try:
-        import ray as ray_module
-    except ImportError as exc:
-        raise ImportError("executor='ray' needs Ray: pip install 'lrkit[ray]'") from exc
-    started_here = not ray_module.is_initialized()
-    if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address is not None:
-            kwargs["address"] = address
-        else:
-            kwargs["num_cpus"] = workers or os.cpu_count() or 1
-        ray_module.init(**kwargs)
-    actors: list[Any] = []
-    try:
-        cpus = ray_module.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
-        size = workers or max(int(cpus), 1)
-        actor_class = ray_module.remote(num_cpus=1)(_RunActor)
-        actors = [actor_class.remote() for _ in range(min(size, len(configs)))]
-        queue = list(reversed(configs))
-        pending: dict[Any, tuple[str, Any]] = {}
-
-        def submit(actor: Any) -> None:
-            if queue:
-                cfg = queue.pop()
-                pending[actor.run.remote(cfg)] = (cfg.id, actor)
-
-        for actor in actors:
-            submit(actor)
-        while pending:
-            done, _ = ray_module.wait(list(pending), num_returns=1)
-            ref = done[0]
-            run_id, actor = pending.pop(ref)
-            submit(actor)  # keep the actor busy while this result is stored
-            try:
-                yield run_id, ray_module.get(ref)
-            except Exception as exc:
-                cause = getattr(exc, "cause", None)
-                yield run_id, cause if isinstance(cause, BaseException) else exc
-    finally:
-        for actor in actors:
-            ray_module.kill(actor)
-        if started_here:
-            ray_module.shutdown()
+    """Runs on ``workers`` Ray actors (default: the cluster's CPUs); ``address`` joins a
+    running cluster, else a local one starts (and this process helps while it does)."""
+    backend = RayBackend(address)
+    size = min(workers, len(configs)) if workers else 0
+    return pooled(configs, tasks, backend, size)
 
 
 def _group_key(cfg: RunConfig) -> tuple[Any, ...]:
@@ -192,9 +123,10 @@ def vectorized(
 
 
 def choose(executor: str, configs: Sequence[RunConfig], workers: int | None) -> str:
-    """``auto``: vectorized on CUDA; on a CPU, processes when there are cores and runs enough
-    to pay for starting workers (about 2 s each, measured in benchmarks/bench_sweep.py),
-    else serial."""
+    """``auto``: vectorized on CUDA; on a CPU, serial when there is one core or one run or
+    the script cannot start worker processes (no ``__main__`` guard), else ``"auto"``: runs
+    start here and a pool starts only when their measured times say it pays
+    (:func:`lrkit.sweeps.pool.parallel_pays`)."""
     if executor != "auto":
         return executor
     import torch
@@ -202,7 +134,91 @@ def choose(executor: str, configs: Sequence[RunConfig], workers: int | None) -> 
     if torch.cuda.is_available():
         return "vectorized"
     cores = workers or os.cpu_count() or 1
-    return "processes" if cores >= 4 and len(configs) >= 2 * cores else "serial"
+    if cores < 2 or len(configs) < 2 or main_guard_problem() is not None:
+        return "serial"
+    return "auto"
+
+
+def main_guard_problem() -> str | None:
+    """What is wrong when this call would start spawned workers from a script's top level
+    without an ``if __name__ == "__main__":`` guard (each worker imports the script again,
+    and would run it again), or None."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or not str(path).endswith(".py"):
+        return None  # python -c, a REPL, a notebook: workers do not re-run anything
+    frame = sys._getframe(1)
+    while frame is not None and not (
+        frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.If)
+            and _is_main_guard(node.test)
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+        ):
+            return None
+    return (
+        f"{path}, line {line}, starts a sweep with worker processes outside an "
+        '`if __name__ == "__main__":` guard; every worker imports the script again and '
+        "would run it again. Put the sweep call under that guard, or use executor='serial'"
+    )
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    texts = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and texts == ["__main__"]
+
+
+def check_executor(executor: str, workers: int | None, address: str | None) -> None:
+    """Every executor setting checked before anything is claimed: the name, ``workers``,
+    the script's ``__main__`` guard (processes) and a reachable Ray ``address``."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(f"workers must be an integer >= 1 (got {workers!r}); or leave it unset")
+    if executor == "processes" and (problem := main_guard_problem()) is not None:
+        raise ValueError(problem)
+    if executor == "ray" and address is not None:
+        check_ray_address(address)
+
+
+RAY_CONNECT_S = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """Fail fast on a Ray address nobody answers at (Ray itself waits many minutes)."""
+    if address in ("auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(
+            f"a Ray address is host:port or ray://host:port (got {address!r}); see `ray status`"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_S).close()
+    except OSError as exc:
+        raise ValueError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+            "`ray start --head` there, or fix --address"
+        ) from None
 
 
 def execute(
@@ -214,13 +230,15 @@ def execute(
 ) -> Iterator[Outcome]:
     """The outcomes of ``configs`` run by ``executor``; in-process executors take their
     tasks from ``tasks``, worker processes and Ray actors build their own."""
+    if not configs:
+        return iter(())
     executor = choose(executor, configs, workers)
     if executor == "vectorized":
         return vectorized(configs, tasks)
     if executor == "serial":
         return serial(configs, tasks)
-    if executor == "processes":
-        return processes(configs, workers)
+    if executor in ("processes", "auto"):
+        return processes(configs, tasks, workers, auto=executor == "auto")
     if executor == "ray":
-        return ray(configs, workers, address)
+        return ray(configs, tasks, workers, address)
     raise ValueError(f"executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")

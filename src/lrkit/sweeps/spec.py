@@ -1,15 +1,21 @@
 """The grid of a sweep: LRs × schedules × optimizers × seeds × folds, expanded deterministically.
 
-Every run's config is plain data with a stable id (a hash of the config), so the same spec
-never runs the same config twice, however often it is started.
+A sweep's identity (:attr:`SweepSpec.sweep_id`, ``<name>-<hash>``) hashes everything that
+changes its results: task, LRs, epochs, schedules, optimizers, seeds, folds, n_folds and
+data_dir. Every run's config is plain data carrying that identity, with a stable id (a hash of
+the config), so the same spec never runs the same config twice, however often it is started,
+and an edited spec is a new sweep that never mixes with the old one's runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import itertools
 import json
 import math
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +26,11 @@ import tomllib
 from lrkit.schedules import for_run
 from lrkit.tasks import OPTIMIZERS, TASKS, Task
 
-__all__ = ["RunConfig", "SweepSpec", "logspace", "resolve_task"]
+__all__ = ["RunConfig", "SweepSpec", "check_task_factory", "logspace", "resolve_task"]
+
+IDENTITY_FIELDS = ("task", "lrs", "epochs", "schedules", "optimizers", "seeds", "folds",
+                   "n_folds", "data_dir")  # fmt: skip
+"""The spec fields that change a sweep's results: hashed into its identity."""
 
 
 def logspace(lo: float, hi: float, n: int) -> list[float]:
@@ -43,6 +53,8 @@ class RunConfig:
     n_folds: int
     epochs: int
     data_dir: str | None = None
+    sweep: str = ""
+    """The identity of the sweep the run belongs to (``SweepSpec.sweep_id``)."""
 
     @property
     def id(self) -> str:
@@ -78,6 +90,18 @@ class SweepSpec:
             self.n_folds = self.folds  # folds=n: every fold of n
         self.validate()
 
+    @property
+    def identity(self) -> str:
+        """8 hex digits hashing every field that changes results (:data:`IDENTITY_FIELDS`)."""
+        data = self.to_dict()
+        blob = json.dumps({k: data[k] for k in IDENTITY_FIELDS}, sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+    @property
+    def sweep_id(self) -> str:
+        """``<name>-<identity>``: the key of this sweep in a store, its runs and its report."""
+        return f"{self.name}-{self.identity}"
+
     def validate(self) -> None:
         """Every mistake found before anything runs, each named with its fix."""
         if not isinstance(self.task, str) or not (self.task in TASKS or ":" in self.task):
@@ -85,6 +109,10 @@ class SweepSpec:
                 f"unknown task {self.task!r}; built-in tasks: {', '.join(sorted(TASKS))}, or "
                 "'module.path:function'"
             )
+        if not self.task.startswith("local:"):  # a Task object handed to sweep() is not imported
+            check_task_factory(self.task)
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValueError(f"name must be a non-empty string without '/' (got {self.name!r})")
         if isinstance(self.lrs, str):
             if not self.lrs.startswith("around-finder"):
                 raise ValueError(
@@ -92,6 +120,11 @@ class SweepSpec:
                 )
             self.finder_points()
         else:
+            if not isinstance(self.lrs, Sequence):
+                raise ValueError(
+                    f"lrs must be a list of LRs (got {self.lrs!r}); e.g. lrs = [0.01, 0.1] or "
+                    "lrs = {logspace = [1e-4, 1, 9]}"
+                )
             if not self.lrs:
                 raise ValueError("lrs is empty: give at least one LR, e.g. logspace(1e-4, 1, 9)")
             for lr in self.lrs:
@@ -101,8 +134,12 @@ class SweepSpec:
             raise ValueError(f"epochs must be an integer >= 1 (got {self.epochs!r})")
         for name, values in (("schedules", self.schedules), ("optimizers", self.optimizers),
                              ("seeds", self.seeds)):  # fmt: skip
-            if isinstance(values, str) or not values:
-                raise ValueError(f"{name} must be a non-empty list (got {values!r})")
+            if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+                example = {"schedules": '["constant"]', "optimizers": '["sgd"]',
+                           "seeds": "[0, 1, 2]"}[name]  # fmt: skip
+                raise ValueError(
+                    f"{name} must be a non-empty list (got {values!r}); e.g. {name} = {example}"
+                )
         for opt in self.optimizers:
             if opt not in OPTIMIZERS:
                 raise ValueError(f"unknown optimizer {opt!r}; valid: {', '.join(OPTIMIZERS)}")
@@ -144,7 +181,7 @@ class SweepSpec:
             lrs, self.schedules, self.optimizers, self.seeds, self.fold_list()
         ):
             cfg = RunConfig(self.task, float(lr), sched, opt, int(seed), fold, self.n_folds,
-                            self.epochs, self.data_dir)  # fmt: skip
+                            self.epochs, self.data_dir, self.sweep_id)  # fmt: skip
             seen.setdefault(cfg.id, cfg)
         return list(seen.values())
 
@@ -179,6 +216,43 @@ class SweepSpec:
             data["lrs"] = logspace(float(lo), float(hi), int(n))
         data.setdefault("name", default_name)
         return cls(**data)
+
+
+def check_task_factory(name: str) -> None:
+    """Check a ``"module.path:function"`` task before anything calls it.
+
+    The rule: the module imports, the attribute exists, and it is a plain Python function
+    (``def``, not a builtin, class or other callable) whose return annotation is lrkit's
+    :class:`~lrkit.tasks.Task` (or a subclass). So ``"os:system"`` is refused without being
+    called, and a typo fails before the first run instead of failing every run.
+    """
+    if name in TASKS or ":" not in name:
+        return
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import the module of task {name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ValueError(f"task {name!r}: module {module_name!r} has no attribute {attr!r}")
+    if not inspect.isfunction(factory):
+        raise ValueError(
+            f"task {name!r} is a {type(factory).__name__}, not a Python function; a task is "
+            "'module.path:function' naming a def annotated '-> lrkit.Task'"
+        )
+    try:
+        returns: Any = typing.get_type_hints(factory).get("return")
+    except Exception:  # an annotation that does not resolve: fall back to its text
+        returns = factory.__annotations__.get("return")
+    ok = (isinstance(returns, type) and issubclass(returns, Task)) or (
+        isinstance(returns, str) and returns.rsplit(".", 1)[-1] == "Task"
+    )
+    if not ok:
+        raise ValueError(
+            f"task {name!r} is not annotated to return a Task (annotation: {returns!r}); "
+            "annotate it '-> lrkit.Task' so that lrkit knows it builds a task"
+        )
 
 
 def resolve_task(config: RunConfig) -> Task:
