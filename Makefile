@@ -9,12 +9,14 @@ TORCH  := torch==2.13.0
 setup: $(STAMP)
 
 # torch first, pinned: the CPU build lies on this machine's disk; letting pip choose would
-# pull a CUDA build of several GB. Then the project, whose torch>=2.3 is already satisfied.
+# pull a CUDA build of several GB. Then the project and its extras (Lightning, transformers,
+# accelerate, Keras, the trackers...) with torch still pinned on the same command line, so no
+# extra's requirement can make pip swap torch.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet $(TORCH) -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
