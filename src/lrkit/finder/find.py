@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrkit._loaders import LoaderRng
 from lrkit._state import Cache, Snapshot
-from lrkit._steps import StepFn, default_step, seed_all, to_device
+from lrkit._steps import StepFn, default_step, to_device
 from lrkit.finder.batched import run_batched
 from lrkit.finder.config import FinderConfig, Mode, check_inputs
 from lrkit.finder.result import Curve, FinderResult
@@ -76,8 +77,19 @@ def find_lr(
     orders when ``seed`` is None); each rule then reports the geometric median and its
     spread. ``vectorized=True`` runs the R tests at once as one vmapped computation (a fresh
     SGD/Adam/AdamW/NAdam optimizer with one param group; no val_loader, amp or accumulation):
-    the same curves as the serial runs, in about the time of one on a GPU. Whatever happens,
-    the model, optimizer and RNG states are restored bit for bit.
+    the same curves as the serial runs, in about the time of one on a GPU.
+
+    ``seed`` means the whole run: run ``r`` seeds torch, numpy, ``random`` *and* the
+    loader's own ``torch.Generator`` (``DataLoader(generator=...)``, a sampler's) with
+    ``seed + r``, so the same call gives the same curves; what lrkit cannot seed (an
+    ``IterableDataset``, a custom iterable) is named in ``result.caveats``.
+
+    Whatever happens (an error, Ctrl-C), everything the test can touch is restored bit for
+    bit: the model's parameters, buffers, ``.grad`` and modes; the tensors the optimizer
+    holds outside the model (a learned temperature) and its state; a criterion module's
+    parameters and buffers; the global RNGs and the loaders' generators. With ``step_fn``
+    lrkit cannot see a criterion: pass its parameters to the optimizer (they are then
+    restored) or put it in the model.
 
     >>> res = find_lr(model, optimizer, loader, nn.CrossEntropyLoss())  # doctest: +SKIP
     >>> res.suggestion, res.plot("finder.png")                         # doctest: +SKIP
@@ -103,9 +115,13 @@ def find_lr(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    snapshot = Snapshot.take(model, optimizer, cache)
+    loaders = LoaderRng([train_loader, val_loader], ["train_loader", "val_loader"])
+    extra = [criterion] if isinstance(criterion, nn.Module) else []
+    snapshot = Snapshot.take(model, optimizer, cache, extra=extra)
     curves: list[Curve] = []
     try:
+        if seed is not None:  # the validation subset too is the seed's
+            loaders.seed(seed)
         val_set = None
         if val_loader is not None:
             val_iter = iter(val_loader)
@@ -120,13 +136,13 @@ def find_lr(
             if vectorized:
                 curves = run_batched(
                     model, optimizer, train_loader, step, lrs, runs=runs, seed=seed,
-                    smooth=smooth, diverge_threshold=diverge_threshold, device=device, bar=bar,
+                    loaders=loaders, smooth=smooth, diverge_threshold=diverge_threshold, device=device, bar=bar,
                 )  # fmt: skip
             for r in range(0 if vectorized else runs):
                 if r:
                     snapshot.restore(rng=False)
                 if seed is not None:
-                    seed_all(seed + r)
+                    loaders.seed(seed + r)
                 batches = cycle(train_loader, "train_loader")
                 curve = run_serial(
                     model, optimizer, batches, step, lrs, ratios,
@@ -139,6 +155,7 @@ def find_lr(
     finally:
         snapshot.restore()
         snapshot.discard()
+        loaders.restore()
     name, rule = config.rule
     summary = summarize(curves, METHODS | {name: rule})
     return FinderResult(
@@ -154,6 +171,7 @@ def find_lr(
         num_steps=num_steps,
         elapsed_s=time.perf_counter() - started,
         data_passes=_data_passes(train_loader, num_steps * accumulation_steps),
+        run_caveats=loaders.caveats if seed is not None else [],
     )
 
 

@@ -51,7 +51,8 @@ class FinderResult:
     ``notes`` says why for each; ``spread`` is the max-min of each rule's log10 suggestions
     over runs (0 for one run);
     ``data_passes`` is how many times one range test went through the training data (``None``
-    when the loader has no length). :attr:`caveats` says when to trust a suggestion less.
+    when the loader has no length). :attr:`caveats` says when to trust a suggestion less;
+    ``run_caveats`` holds what the run itself could not control (a loader's order).
     """
 
     curves: list[Curve]
@@ -66,6 +67,7 @@ class FinderResult:
     num_steps: int = 0
     elapsed_s: float = 0.0
     data_passes: float | None = None
+    run_caveats: list[str] = field(default_factory=list)
 
     @property
     def lrs(self) -> list[float]:
@@ -120,7 +122,7 @@ class FinderResult:
     @property
     def caveats(self) -> list[str]:
         """Why to trust the suggestion less, each with what to do; empty when none applies."""
-        return policy.caveats(self.spread, self.data_passes)
+        return policy.caveats(self.spread, self.data_passes) + list(self.run_caveats)
 
     @property
     def group_suggestions(self) -> list[float] | None:
@@ -163,6 +165,7 @@ class FinderResult:
             "num_steps": self.num_steps,
             "elapsed_s": self.elapsed_s,
             "data_passes": self.data_passes,
+            "run_caveats": list(self.run_caveats),
             "curves": [vars(c).copy() for c in self.curves],
         }
 
@@ -181,6 +184,7 @@ class FinderResult:
             num_steps=int(data["num_steps"]),
             elapsed_s=float(data["elapsed_s"]),
             data_passes=data.get("data_passes"),
+            run_caveats=list(data.get("run_caveats", [])),
         )
 
     def save(self, path: str | Path) -> Path:
