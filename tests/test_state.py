@@ -270,7 +270,7 @@ def test_restore_covers_everything_the_test_can_touch(
 ) -> None:
     """Tensors held outside the model, a criterion's state and every .grad come back: the
     same objects with the old bits, after a finished or a failed test."""
-    model, loss = make_model(batchnorm=True), CountingLoss(fail_at)
+    model, loss = make_model(batchnorm=True), CountingLoss()
     t = nn.Parameter(torch.full((), 0.5))
     held = [*(model[3].parameters() if subset else model.parameters())]
     held += [t] if outside else []
@@ -282,6 +282,7 @@ def test_restore_covers_everything_the_test_can_touch(
         (loss(model(x), y) * t).backward()
         opt.step()
         loss.calls.zero_()
+    loss.fail_at = fail_at
     state_before = everything(model, opt)
     values, grad_values = tensors(*every), tensors(*(p.grad for p in every))
     grad_objects = [p.grad for p in every]

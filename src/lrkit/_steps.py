@@ -53,6 +53,15 @@ def loss_value(loss: Any) -> torch.Tensor:
     return loss.reshape(())
 
 
+def loader_length(loader: object) -> int | None:
+    """``len(loader)``, or ``None`` when it has none (a DataLoader over an IterableDataset
+    without ``__len__`` has the method but raises ``TypeError``)."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 def seed_all(seed: int) -> None:
     """Seed torch, numpy's global RNG and Python's ``random``."""
     torch.manual_seed(seed)

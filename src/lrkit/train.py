@@ -22,7 +22,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrkit._loaders import LoaderRng
-from lrkit._steps import StepFn, default_step, loss_value, to_device
+from lrkit._steps import StepFn, default_step, loader_length, loss_value, to_device
 from lrkit.plateau import ReduceOnPlateau
 from lrkit.schedules import Constant, Join, Polynomial, Scale, Schedule, Warmup, parse
 from lrkit.torch_sched import ScheduleLR, to_torch
@@ -264,14 +264,14 @@ def fit(
     if criterion is not None and step_fn is not None:
         raise ValueError("pass criterion or step_fn, not both: step_fn computes the loss itself")
     metric_fns = _metrics(metrics, step_fn)
-    length = getattr(train_loader, "__len__", None)
-    if length is not None and length() == 0:
+    length = loader_length(train_loader)
+    if length == 0:
         raise ValueError("train_loader is empty (len 0); give it at least one batch")
     if device is not None:
         model.to(device)
     first = next(iter(model.parameters()), None)
     dev = first.device if first is not None else torch.device("cpu")
-    total = epochs * length() if length is not None else None
+    total = epochs * length if length is not None else None
     _check_length(schedule, total, epochs)  # before to_torch writes the group LRs
     scheduler, takes_reports = _scheduler(optimizer, schedule)
     if takes_reports and val_loader is None:

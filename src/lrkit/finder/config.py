@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lrkit._state import Cache
-from lrkit._steps import StepFn
+from lrkit._steps import StepFn, loader_length
 from lrkit.suggest import Rule, Suggestion
 from lrkit.suggest.policy import check_schedule, resolve_method
 
@@ -146,8 +146,7 @@ def check_inputs(
             continue
         if not isinstance(loader, Iterable):
             raise TypeError(f"{name} must be iterable (got {type(loader).__name__})")
-        length = getattr(loader, "__len__", None)
-        if length is not None and length() == 0:
+        if loader_length(loader) == 0:
             raise ValueError(f"{name} is empty (len 0); give it at least one batch")
     model_params = {id(p) for p in model.parameters()}
     opt_params = [p for g in optimizer.param_groups for p in g["params"]]

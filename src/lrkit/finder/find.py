@@ -11,7 +11,7 @@ from torch import nn
 
 from lrkit._loaders import LoaderRng
 from lrkit._state import Cache, Snapshot
-from lrkit._steps import StepFn, default_step, to_device
+from lrkit._steps import StepFn, default_step, loader_length, to_device
 from lrkit.finder.batched import run_batched
 from lrkit.finder.config import FinderConfig, Mode, check_inputs
 from lrkit.finder.result import Curve, FinderResult
@@ -177,8 +177,5 @@ def find_lr(
 
 def _data_passes(loader: Iterable[Any], batches: int) -> float | None:
     """How many times ``batches`` batches go through ``loader`` (``None``: no length)."""
-    try:
-        size = len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-    return batches / size if size > 0 else None
+    size = loader_length(loader)
+    return batches / size if size else None
