@@ -586,3 +586,63 @@ def test_a_loader_without_length_has_no_data_passes(data: TensorDataset) -> None
     res = lrkit.find_lr(model, opt, Stream(), nn.CrossEntropyLoss(), num_steps=40, progress=False)
     assert res.data_passes is None
     assert res.caveats == []
+
+
+def _frozen_model() -> tuple[nn.Module, torch.optim.Optimizer]:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, opt
+
+
+def test_a_fully_frozen_model_is_refused_before_the_test() -> None:
+    model, opt = _frozen_model()
+    loader = DataLoader(make_data(), batch_size=32)
+    with pytest.raises(ValueError, match=r"is frozen .*unfreeze"):
+        lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), progress=False)
+
+
+def test_a_detached_loss_is_refused_with_lrkits_message() -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(make_data(), batch_size=32)
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(batch[0]), batch[1]).detach()
+
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="does not require grad: it was detached"):
+        lrkit.find_lr(model, opt, loader, step_fn=step, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_wrong_shape_batches_fail_with_the_shapes_named() -> None:
+    model = make_model()  # 8 features in
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    wide = TensorDataset(torch.randn(64, 5), torch.zeros(64, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"model failed on a batch of inputs tensor float32 \[32, 5"):
+        lrkit.find_lr(model, opt, DataLoader(wide, batch_size=32), nn.CrossEntropyLoss(),
+                      progress=False)  # fmt: skip
+    short = TensorDataset(torch.randn(64, 8), torch.zeros(64, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"loss failed on outputs .*targets tensor int64 \[32, 2"):
+        lrkit.find_lr(model, opt, DataLoader(short, batch_size=32), nn.CrossEntropyLoss(),
+                      progress=False)  # fmt: skip
+
+
+def test_an_elementwise_loss_refuses_targets_that_would_broadcast() -> None:
+    model = nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    flat = TensorDataset(torch.randn(64, 8), torch.randn(64))  # outputs [32, 1], targets [32]
+    with pytest.raises(ValueError, match=r"MSELoss compares .*broadcast silently"):
+        lrkit.find_lr(model, opt, DataLoader(flat, batch_size=32), nn.MSELoss(), progress=False)
+
+
+def test_nan_parameters_are_refused_up_front_by_name() -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+    loader = DataLoader(make_data(), batch_size=32)
+    with pytest.raises(ValueError, match=r"parameter '2.weight' holds 1 NaN/inf values of 48"):
+        lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), progress=False)

@@ -22,7 +22,14 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrkit._loaders import LoaderRng
-from lrkit._steps import StepFn, default_step, loader_length, loss_value, to_device
+from lrkit._steps import (
+    StepFn,
+    check_trainable,
+    default_step,
+    loader_length,
+    loss_value,
+    to_device,
+)
 from lrkit.plateau import ReduceOnPlateau
 from lrkit.schedules import Constant, Join, Polynomial, Scale, Schedule, Warmup, parse
 from lrkit.torch_sched import ScheduleLR, to_torch
@@ -306,6 +313,7 @@ def fit(
                         f"(epoch {epoch}, lr={lr:.3g})"
                     )
                     break
+                check_trainable(loss)
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 if scheduler is not None:

@@ -158,9 +158,38 @@ def check_inputs(
         lr = group.get("lr")
         if lr is None or float(lr) < 0:
             raise ValueError(f"optimizer.param_groups[{i}]['lr'] must be a number >= 0 (got {lr})")
+    trainable = [p for p in opt_params if p.requires_grad]
+    if not trainable:
+        raise ValueError(
+            f"every parameter the optimizer holds ({len(opt_params)}) is frozen "
+            "(requires_grad=False): a range test has nothing to train; unfreeze(model) or "
+            "unfreeze some layers before find_lr"
+        )
+    _refuse_non_finite(model, opt_params)
     if config.group is not None:
         last = len(optimizer.param_groups) - 1
         if not 0 <= config.group <= last:
             raise ValueError(f"group must be in 0..{last} for this optimizer (got {config.group})")
         if config.vectorized:
             raise ValueError("group= sweeps one group of several: pass vectorized=False")
+
+
+def _refuse_non_finite(model: nn.Module, opt_params: list[torch.Tensor]) -> None:
+    """A NaN/inf parameter makes every loss NaN: refuse it by name (one sync per device)."""
+    named = dict(model.named_parameters())
+    seen = {id(p) for p in named.values()}
+    named |= {f"optimizer tensor #{i} (outside the model)": p
+              for i, p in enumerate(opt_params) if id(p) not in seen}  # fmt: skip
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, p in named.items():
+        by_device.setdefault(p.device, []).append((name, p))
+    for items in by_device.values():
+        finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in items]).cpu()
+        if bool(finite.all()):
+            continue
+        name, p = items[int((~finite).nonzero()[0])]
+        bad = int((~torch.isfinite(p.detach())).sum())
+        raise ValueError(
+            f"parameter {name!r} holds {bad} NaN/inf values of {p.numel()}: every loss of a "
+            "range test would be NaN; reload the weights (or re-initialize) first"
+        )
