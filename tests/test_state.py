@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -308,3 +314,63 @@ def test_restore_covers_everything_the_test_can_touch(
     assert all(p.grad is g for p, g in pick(list(zip(every, grad_objects, strict=True))))
     if not outside:
         assert loss.calls.item() == 0
+
+
+SIGTERM_SCRIPT = """
+import os, signal, torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import lrkit
+
+model = nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+calls = [0]
+
+def step(model, batch):
+    calls[0] += 1
+    if calls[0] == 3:
+        os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler (Slurm, k8s) sends
+    return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+lrkit.find_lr(model, opt, DataLoader(data, batch_size=16), step_fn=step, cache="disk",
+              progress=False)
+print("survived SIGTERM")
+"""
+
+
+def test_cache_disk_deletes_its_file_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == -signal.SIGTERM, proc.stderr  # it still dies of SIGTERM
+    assert "survived" not in proc.stdout
+    assert list(tmp_path.glob("lrkit-snapshot-*")) == []
+
+
+def test_cache_disk_removes_leftovers_of_dead_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f"lrkit-snapshot-{dead.pid}-abc123.pt"
+    leftover.write_bytes(b"a snapshot of a SIGKILLed run")
+    alive = tmp_path / f"lrkit-snapshot-{os.getppid()}-def456.pt"  # a live process's file
+    alive.write_bytes(b"in use")
+    other = tmp_path / "lrkit-snapshot-notes.txt"
+    other.write_bytes(b"not ours")
+    model, opt = prepared("sgd", False, 0, False)
+    lrkit.find_lr(model, opt, DataLoader(make_data(), batch_size=16), nn.CrossEntropyLoss(),
+                  num_steps=5, cache="disk", progress=False)  # fmt: skip
+    assert not leftover.exists()
+    assert alive.exists() and other.exists()
+    assert sorted(tmp_path.glob("lrkit-snapshot-*")) == sorted([alive, other])  # its own too
+
+
+def test_the_sigterm_handler_is_put_back_after_the_test() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    model, opt = prepared("sgd", False, 0, False)
+    lrkit.find_lr(model, opt, DataLoader(make_data(), batch_size=16), nn.CrossEntropyLoss(),
+                  num_steps=5, cache="disk", progress=False)  # fmt: skip
+    assert signal.getsignal(signal.SIGTERM) == before
