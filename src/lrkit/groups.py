@@ -204,7 +204,11 @@ def param_groups(
       (``no_decay``), which get 0 in a subgroup of their own.
 
     Frozen parameters (``requires_grad=False``) are left out. Each dict also carries
-    ``name`` and ``group`` (its index), which :func:`describe_groups` prints.
+    ``name`` (its layer group's), ``group`` (its index in the returned list: the index
+    ``optimizer.param_groups`` and ``find_lr(group=)`` use) and ``layer`` (its layer group's
+    index: with ``weight_decay`` a layer group is two param groups of the same name and
+    layer). :func:`describe_groups` prints them; ``find_lr(group="head")`` sweeps a layer
+    group by name.
     """
     units = layer_groups(model, groups)
     lrs = _group_lrs(lr, len(units), decay)
@@ -222,7 +226,7 @@ def param_groups(
             if not bucket:
                 continue
             group: dict[str, Any] = {"params": [p for _, p, _ in bucket], "lr": group_lr,
-                                     "name": name, "group": index}  # fmt: skip
+                                     "name": name, "group": len(out), "layer": index}  # fmt: skip
             if wd is not None:
                 group["weight_decay"] = wd
             out.append(group)
@@ -234,11 +238,17 @@ def param_groups(
 def describe_groups(
     optimizer: torch.optim.Optimizer, print_table: bool = True
 ) -> list[dict[str, Any]]:
-    """A row per param group: group, modules, parameter count, LR, weight decay (printed)."""
+    """A row per param group: group, layer, modules, parameter count, LR, weight decay.
+
+    ``group`` is the index in ``optimizer.param_groups`` (what ``find_lr(group=i)`` takes),
+    whatever the dicts say; ``layer`` is the layer group of :func:`param_groups` (two param
+    groups share it when ``weight_decay`` splits off biases and norms).
+    """
     rows = []
     for i, group in enumerate(optimizer.param_groups):
         rows.append({
-            "group": group.get("group", i),
+            "group": i,
+            "layer": group.get("layer", i),
             "modules": group.get("name", "—"),
             "params": sum(p.numel() for p in group["params"]),
             "lr": float(group["lr"]),
@@ -249,10 +259,11 @@ def describe_groups(
         from rich.table import Table
 
         table = Table(title="param groups")
-        for column in ("group", "modules", "params", "lr", "weight_decay"):
+        for column in ("group", "layer", "modules", "params", "lr", "weight_decay"):
             table.add_column(column, justify="left" if column == "modules" else "right")
         for row in rows:
-            table.add_row(str(row["group"]), str(row["modules"]), f"{row['params']:,}",
+            table.add_row(str(row["group"]), str(row["layer"]), str(row["modules"]),
+                          f"{row['params']:,}",
                           f"{row['lr']:.3g}", f"{row['weight_decay']:.3g}")  # fmt: skip
         Console().print(table)
     return rows

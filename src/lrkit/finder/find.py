@@ -13,7 +13,7 @@ from lrkit._loaders import LoaderRng
 from lrkit._state import Cache, Snapshot
 from lrkit._steps import StepFn, default_step, loader_length, to_device
 from lrkit.finder.batched import run_batched
-from lrkit.finder.config import FinderConfig, Mode, check_inputs
+from lrkit.finder.config import FinderConfig, Mode, check_inputs, chosen_groups
 from lrkit.finder.result import Curve, FinderResult
 from lrkit.finder.serial import cycle, run_serial
 from lrkit.suggest import METHODS, Suggestion, summarize
@@ -41,7 +41,7 @@ def find_lr(
     seed: int | None = None,
     runs: int = 1,
     vectorized: bool = False,
-    group: int | None = None,
+    group: int | str | None = None,
     method: str | Callable[..., Suggestion] = "auto",
     for_schedule: str = "constant",
     cache: Cache = "memory",
@@ -54,7 +54,8 @@ def find_lr(
     ``group_lr = lr * group_lr_before / max(group_lrs_before)``, so discriminative ratios
     survive and the x-axis is the largest group's LR. With ``group=i`` only group ``i`` is
     swept (the x-axis is its LR) while the others keep theirs, to place each group's LR from
-    its own curve. Each point is one optimizer step; with
+    its own curve; ``group="head"`` sweeps the groups of that ``name`` (both halves of a
+    :func:`lrkit.param_groups` layer group split by ``weight_decay``). Each point is one optimizer step; with
     ``accumulation_steps=k`` it averages the loss of ``k`` micro-batches. The loss is
     smoothed by a bias-corrected EMA (``smooth`` is beta); the test stops early when the
     smoothed loss exceeds ``diverge_threshold`` × its best, or at a NaN/inf loss.
@@ -109,7 +110,10 @@ def find_lr(
     top = max(group_lrs)
     ratios: list[float | None] = [lr / top if top > 0 else 1.0 for lr in group_lrs]
     if group is not None:
-        ratios = [1.0 if i == group else None for i in range(len(group_lrs))]
+        chosen = chosen_groups(group, optimizer)
+        peak = max(group_lrs[i] for i in chosen)
+        ratios = [(lr / peak if peak > 0 else 1.0) if i in chosen else None
+                  for i, lr in enumerate(group_lrs)]  # fmt: skip
     lrs = config.lrs()
 
     from tqdm.auto import tqdm

@@ -63,7 +63,7 @@ class FinderResult:
     spread: dict[str, float] = field(default_factory=dict)
     per_run: dict[str, list[float | None]] = field(default_factory=dict)
     group_ratios: list[float] = field(default_factory=lambda: [1.0])
-    group: int | None = None
+    group: int | str | None = None
     num_steps: int = 0
     elapsed_s: float = 0.0
     data_passes: float | None = None
