@@ -66,17 +66,25 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def suggestions_table(result: Any, title: str = "LR suggestions") -> Table:
-    """A rich table of a FinderResult's suggestions, the chosen one first."""
-    table = Table(title=title)
-    table.add_column("rule")
+    """A rich table of a FinderResult: the suggestion for its schedule (``res.suggestion``)
+    first, then each rule's raw LR, labelled so the two are never confused."""
+    table = Table(title=title, caption=result.suggestion_label)
+    table.add_column("")
     table.add_column("lr", justify="right")
     table.add_column("spread (decades)", justify="right")
     table.add_column("how")
+    lr = result.suggestion
+    table.add_row(
+        f"suggestion ({result.for_schedule})",
+        "—" if lr is None else f"{lr:.3g}",
+        "",
+        result.suggestion_label,
+        style="bold",
+    )
     for name, lr in result.suggestions.items():
-        chosen = " (suggestion)" if name == result.method else ""
         spread = result.spread.get(name)
         table.add_row(
-            name + chosen,
+            f"rule {name} (raw)" + (" *" if name == result.method else ""),
             "—" if lr is None else f"{lr:.3g}",
             "" if spread is None or result.runs == 1 else f"{spread:.2f}",
             result.notes.get(name, ""),

@@ -109,6 +109,25 @@ class FinderResult:
         return policy.suggestion_for(self.suggestions, self.method, schedule)
 
     @property
+    def suggestion_label(self) -> str:
+        """How the suggestion reads everywhere (CLI, repr, figures, reports): the LR for the
+        chosen schedule and the rule it comes from, e.g. ``"suggestion 0.0992 for a constant
+        schedule (auto rule 0.148 x 0.67)"``."""
+        lr = self.suggestion
+        if lr is None:
+            return f"no suggestion ({self.method}: {self.notes.get(self.method, 'declined')})"
+        text = f"suggestion {lr:.3g} for a {self.for_schedule} schedule"
+        raw = self.suggestions.get(self.method)
+        if raw is not None and raw != lr:
+            return text + f" ({self.method} rule {raw:.3g} x {lr / raw:.2g})"
+        return text + f" ({self.method} rule)"
+
+    def rule_label(self, name: str) -> str:
+        """A rule's line as every view labels it: ``"rule auto (raw) 0.148"``."""
+        lr = self.suggestions.get(name)
+        return f"rule {name} (raw) {'—' if lr is None else f'{lr:.3g}'}"
+
+    @property
     def unstable(self) -> list[str]:
         """Rules whose suggestion moved more than half a decade between runs."""
         return policy.unstable(self.spread)
@@ -137,9 +156,10 @@ class FinderResult:
         def fmt(v: float | None) -> str:
             return "None" if v is None else f"{v:.3g}"
 
-        rules = ", ".join(f"{m}={fmt(v)}" for m, v in self.suggestions.items() if m != self.method)
+        rules = ", ".join(f"{m}={fmt(v)}" for m, v in self.suggestions.items())
         text = (
-            f"FinderResult(suggestion={fmt(self.suggestion)} [{self.method}], {rules}, "
+            f"FinderResult(suggestion={fmt(self.suggestion)} [{self.for_schedule} schedule, "
+            f"from {self.method}], rules (raw): {rules}, "
             f"points={len(self.lrs)}/{self.num_steps}, runs={self.runs}, "
             f"stop={self.stop_reason!r}"
         )
