@@ -621,7 +621,9 @@ def test_wrong_shape_batches_fail_with_the_shapes_named() -> None:
     model = make_model()  # 8 features in
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     wide = TensorDataset(torch.randn(64, 5), torch.zeros(64, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"model failed on a batch of inputs tensor float32 \[32, 5"):
+    with pytest.raises(
+        ValueError, match=r"model failed on a batch of inputs tensor float32 \[32, 5"
+    ):
         lrkit.find_lr(model, opt, DataLoader(wide, batch_size=32), nn.CrossEntropyLoss(),
                       progress=False)  # fmt: skip
     short = TensorDataset(torch.randn(64, 8), torch.zeros(64, 2, dtype=torch.long))

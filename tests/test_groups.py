@@ -203,7 +203,9 @@ def test_parameters_on_the_root_module_form_the_first_group() -> None:
 
 def _body_and_head() -> nn.Module:
     return nn.Sequential(
-        OrderedDict(features=nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16)), head=nn.Linear(16, 3))
+        OrderedDict(
+            features=nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16)), head=nn.Linear(16, 3)
+        )
     )
 
 

@@ -17,7 +17,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lrkit"
 
 # Lowest first. A module may import modules of its own layer or of any layer below.
 LAYERS: list[set[str]] = [
-    {"_steps", "_state", "_loaders", "_plot", "optimizers", "suggest", "schedules", "groups", "plateau"},
+    {
+        "_steps",
+        "_state",
+        "_loaders",
+        "_plot",
+        "optimizers",
+        "suggest",
+        "schedules",
+        "groups",
+        "plateau",
+    },
     {"_engine", "torch_sched"},
     {"finder", "train"},
     {"vectorized", "tasks"},

@@ -181,9 +181,9 @@ def test_a_schedule_shorter_than_the_run_is_refused_with_the_numbers() -> None:
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = DataLoader(make_data(n=192), batch_size=32)  # 6 batches, 2 epochs: 12 steps
+    short = lrkit.schedules.one_cycle(0.1, total_steps=4)
     with pytest.raises(ValueError, match=r"total_steps=4 .* takes 12 optimizer steps") as err:
-        lrkit.fit(model, opt, loader, nn.CrossEntropyLoss(), 2,
-                  schedule=lrkit.schedules.one_cycle(0.1, total_steps=4), progress=False)  # fmt: skip
+        lrkit.fit(model, opt, loader, nn.CrossEntropyLoss(), 2, schedule=short, progress=False)
     assert "total_steps=12" in str(err.value)
     assert opt.param_groups[0]["lr"] == 0.1  # refused before touching the optimizer
     for short in ("cosine(max_lr=0.1, total_steps=11)",

@@ -218,8 +218,13 @@ def write_report(
     page.heading("The LR range test")
     page.figure(finder_figure(finder))
     suggestion = finder.suggestion
-    rules = [[f"suggestion ({finder.for_schedule})",
-              "—" if suggestion is None else f"{suggestion:.3g}", finder.suggestion_label]]
+    rules = [
+        [
+            f"suggestion ({finder.for_schedule})",
+            "—" if suggestion is None else f"{suggestion:.3g}",
+            finder.suggestion_label,
+        ]
+    ]
     rules += [[f"rule {m} (raw)", "—" if v is None else f"{v:.3g}", finder.notes.get(m, "")]
               for m, v in finder.suggestions.items()]  # fmt: skip
     page.table(["", "lr", "how"], rules)

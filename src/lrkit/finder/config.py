@@ -177,7 +177,7 @@ def check_inputs(
 
 def _refuse_non_finite(model: nn.Module, opt_params: list[torch.Tensor]) -> None:
     """A NaN/inf parameter makes every loss NaN: refuse it by name (one sync per device)."""
-    named = dict(model.named_parameters())
+    named: dict[str, torch.Tensor] = dict(model.named_parameters())
     seen = {id(p) for p in named.values()}
     named |= {f"optimizer tensor #{i} (outside the model)": p
               for i, p in enumerate(opt_params) if id(p) not in seen}  # fmt: skip

@@ -55,9 +55,9 @@ def find_lr(
     survive and the x-axis is the largest group's LR. With ``group=i`` only group ``i`` is
     swept (the x-axis is its LR) while the others keep theirs, to place each group's LR from
     its own curve; ``group="head"`` sweeps the groups of that ``name`` (both halves of a
-    :func:`lrkit.param_groups` layer group split by ``weight_decay``). Each point is one optimizer step; with
-    ``accumulation_steps=k`` it averages the loss of ``k`` micro-batches. The loss is
-    smoothed by a bias-corrected EMA (``smooth`` is beta); the test stops early when the
+    :func:`lrkit.param_groups` layer group split by ``weight_decay``). Each point is one
+    optimizer step; with ``accumulation_steps=k`` it averages the loss of ``k``
+    micro-batches. The loss is smoothed by a bias-corrected EMA (``smooth`` is beta); the test stops early when the
     smoothed loss exceeds ``diverge_threshold`` × its best, or at a NaN/inf loss.
 
     The loss of a point is the batch loss computed *before* that point's update, as in
@@ -140,7 +140,8 @@ def find_lr(
             if vectorized:
                 curves = run_batched(
                     model, optimizer, train_loader, step, lrs, runs=runs, seed=seed,
-                    loaders=loaders, smooth=smooth, diverge_threshold=diverge_threshold, device=device, bar=bar,
+                    loaders=loaders, smooth=smooth, diverge_threshold=diverge_threshold,
+                    device=device, bar=bar,
                 )  # fmt: skip
             for r in range(0 if vectorized else runs):
                 if r:
