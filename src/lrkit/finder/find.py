@@ -58,7 +58,8 @@ def find_lr(
     :func:`lrkit.param_groups` layer group split by ``weight_decay``). Each point is one
     optimizer step; with ``accumulation_steps=k`` it averages the loss of ``k``
     micro-batches. The loss is smoothed by a bias-corrected EMA (``smooth`` is beta); the
-    test stops early when the smoothed loss exceeds ``diverge_threshold`` × its best, or at a NaN/inf loss.
+    test stops early when the smoothed loss exceeds ``diverge_threshold`` × its best, or at
+    a NaN/inf loss.
 
     The loss of a point is the batch loss computed *before* that point's update, as in
     fastai and Lightning. With ``val_loader``, ``val_batches`` batches are taken once and
