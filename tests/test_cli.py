@@ -29,9 +29,14 @@ def tiny_task() -> Task:
 def test_find_prints_suggestions_and_writes_plot_and_json(tmp_path: Path) -> None:
     result = runner.invoke(app, ["find", "digits-mlp", "--steps", "30", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "auto (suggestion)" in result.output
     assert "suggested peak LR by schedule: constant" in result.output
     data = json.loads((tmp_path / "finder.json").read_text())
+    # one suggestion everywhere: the table's suggestion row is res.suggestion (auto's LR
+    # times the constant schedule's factor), and auto's raw LR is a separate, labelled row
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in result.output.splitlines() if line.count("│") >= 3}  # fmt: skip
+    assert rows["suggestion (constant)"] == f"{data['suggestion']:.3g}"
+    assert rows["rule auto (raw) *"] == f"{data['suggestions']['auto']:.3g}"
     assert len(data["curves"][0]["lrs"]) <= 30
     assert (tmp_path / "finder.png").stat().st_size > 10_000
 

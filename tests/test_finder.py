@@ -269,7 +269,7 @@ def test_unstable_suggestions_are_flagged_in_repr_and_plot() -> None:
     fig = res.plot()
     ax = fig.axes[0]
     assert "unstable" in ax.get_title()
-    assert any("UNSTABLE" in t.get_text() for t in ax.get_legend().get_texts())
+    assert any("UNSTABLE" in t.get_text() for t in ax.texts)
 
 
 def test_val_loader_gives_a_noise_free_curve_used_for_suggestions(data: TensorDataset) -> None:
@@ -342,10 +342,10 @@ def test_plot_marks_every_suggestion_and_saves(tmp_path: Any, loader: DataLoader
     assert (tmp_path / "f.png").stat().st_size > 10_000
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in ax.texts]  # beside their lines, not in the legend
     for name, lr in res.suggestions.items():
         if lr is not None:
-            assert any(label.startswith(f"{name}: ") for label in labels)
+            assert any(label.startswith(f"rule {name} (raw) ") for label in labels)
 
 
 def test_plot_draws_into_a_given_axes(loader: DataLoader) -> None:
@@ -586,3 +586,109 @@ def test_a_loader_without_length_has_no_data_passes(data: TensorDataset) -> None
     res = lrkit.find_lr(model, opt, Stream(), nn.CrossEntropyLoss(), num_steps=40, progress=False)
     assert res.data_passes is None
     assert res.caveats == []
+
+
+def _frozen_model() -> tuple[nn.Module, torch.optim.Optimizer]:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, opt
+
+
+def test_a_fully_frozen_model_is_refused_before_the_test() -> None:
+    model, opt = _frozen_model()
+    loader = DataLoader(make_data(), batch_size=32)
+    with pytest.raises(ValueError, match=r"is frozen .*unfreeze"):
+        lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), progress=False)
+
+
+def test_a_detached_loss_is_refused_with_lrkits_message() -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(make_data(), batch_size=32)
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(batch[0]), batch[1]).detach()
+
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="does not require grad: it was detached"):
+        lrkit.find_lr(model, opt, loader, step_fn=step, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_wrong_shape_batches_fail_with_the_shapes_named() -> None:
+    model = make_model()  # 8 features in
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    wide = TensorDataset(torch.randn(64, 5), torch.zeros(64, dtype=torch.long))
+    with pytest.raises(
+        ValueError, match=r"model failed on a batch of inputs tensor float32 \[32, 5"
+    ):
+        lrkit.find_lr(model, opt, DataLoader(wide, batch_size=32), nn.CrossEntropyLoss(),
+                      progress=False)  # fmt: skip
+    short = TensorDataset(torch.randn(64, 8), torch.zeros(64, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"loss failed on outputs .*targets tensor int64 \[32, 2"):
+        lrkit.find_lr(model, opt, DataLoader(short, batch_size=32), nn.CrossEntropyLoss(),
+                      progress=False)  # fmt: skip
+
+
+def test_an_elementwise_loss_refuses_targets_that_would_broadcast() -> None:
+    model = nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    flat = TensorDataset(torch.randn(64, 8), torch.randn(64))  # outputs [32, 1], targets [32]
+    with pytest.raises(ValueError, match=r"MSELoss compares .*broadcast silently"):
+        lrkit.find_lr(model, opt, DataLoader(flat, batch_size=32), nn.MSELoss(), progress=False)
+
+
+def test_nan_parameters_are_refused_up_front_by_name() -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+    loader = DataLoader(make_data(), batch_size=32)
+    with pytest.raises(ValueError, match=r"parameter '2.weight' holds 1 NaN/inf values of 48"):
+        lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), progress=False)
+
+
+def _two_close_rules() -> FinderResult:
+    lrs = list(np.geomspace(1e-5, 1.0, 60))
+    losses = [2.0 - math.tanh(3 * (math.log10(lr) + 2)) + max(0.0, math.log10(lr) + 0.7) * 8
+              for lr in lrs]  # fmt: skip
+    curve = Curve(lrs=lrs, losses=losses, smoothed=losses)
+    summary = suggest.summarize([curve], suggest.METHODS)
+    return FinderResult([curve], summary.suggestions, summary.notes, num_steps=60)
+
+
+def test_repr_shows_the_suggestion_for_the_schedule_apart_from_the_raw_rules() -> None:
+    res = _two_close_rules()
+    assert res.suggestion is not None and res.suggestion != res.suggestions["auto"]
+    text = repr(res)
+    assert f"suggestion={res.suggestion:.3g} [constant schedule, from auto]" in text
+    assert f"rules (raw): auto={res.suggestions['auto']:.3g}" in text
+    assert f"suggestion {res.suggestion:.3g} for a constant schedule" in res.suggestion_label
+
+
+def test_the_figures_mark_the_suggestion_and_label_each_line_at_its_own_lr() -> None:
+    pytest.importorskip("plotly")
+    from lrkit.report.figures import finder_figure
+
+    res = _two_close_rules()
+    assert res.suggestion is not None
+    fig = finder_figure(res)
+    assert f"suggestion {res.suggestion:.3g}" in fig.layout.title.text
+    marks = {a.text: a.x for a in fig.layout.annotations}
+    # a log axis takes annotation x as log10(lr): each label sits at its own line
+    assert marks[f"suggestion (constant) {res.suggestion:.3g}"] == pytest.approx(
+        math.log10(res.suggestion)
+    )
+    for name, lr in res.suggestions.items():
+        if lr is not None:
+            assert marks[res.rule_label(name)] == pytest.approx(math.log10(lr))
+    lines = sorted(s.x0 for s in fig.layout.shapes)
+    assert lines == sorted([res.suggestion, *(v for v in res.suggestions.values() if v)])
+
+    mpl = res.plot()
+    texts = {t.get_text(): t.get_position()[0] for t in mpl.axes[0].texts}
+    assert texts[f"suggestion (constant) {res.suggestion:.3g}"] == res.suggestion
+    assert texts[res.rule_label("auto")] == res.suggestions["auto"]
+    assert f"suggestion {res.suggestion:.3g}" in mpl.axes[0].get_title()

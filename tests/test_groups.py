@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lrkit
 from lrkit import schedules as S
-from lrkit.groups import layer_groups
+from lrkit.groups import describe_groups, layer_groups, param_groups
 
 
 def cnn(seed: int = 0) -> nn.Module:
@@ -291,7 +292,7 @@ def test_a_vit_gets_timms_twelve_groups_and_six_levels() -> None:
         (["head.bias"], 1.0, 0.0),
     ]
     assert _table(model, groups) == expected  # scales bit for bit: 0.75 ** (5 - level)
-    assert len(groups) == 12 and len({g["group"] for g in groups}) == 6
+    assert len(groups) == 12 and len({g["layer"] for g in groups}) == 6
     assert [g["lr"] for g in groups] == [1e-3 * g["lr_scale"] for g in groups]
     assert len(torch.optim.AdamW(groups).param_groups) == 12
 
@@ -388,3 +389,41 @@ def test_groups_equal_real_timms_param_groups_layer_decay(arch: str) -> None:
     assert [(g["lr_scale"], g["weight_decay"], [id(p) for p in g["params"]]) for g in ours] == [
         (g["lr_scale"], g["weight_decay"], [id(p) for p in g["params"]]) for g in theirs
     ]
+
+
+def _body_and_head() -> nn.Module:
+    return nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16)), head=nn.Linear(16, 3)
+        )
+    )
+
+
+def test_weight_decay_groups_have_one_numbering_the_finder_uses() -> None:
+    # the issue: 2n groups numbered 0,0,1,1, so group=1 swept the features' bias group
+    model = _body_and_head()
+    opt = torch.optim.AdamW(param_groups(model, slice(1e-4, 1e-2), weight_decay=0.01))
+    rows = describe_groups(opt, print_table=False)
+    assert [r["group"] for r in rows] == [0, 1, 2, 3]
+    assert [r["layer"] for r in rows] == [0, 0, 1, 1]
+    assert [g["group"] for g in opt.param_groups] == [0, 1, 2, 3]
+    assert [r["modules"] for r in rows] == ["features", "features", "head", "head"]
+
+
+def test_find_lr_group_takes_a_name_and_sweeps_every_group_of_it() -> None:
+    model = _body_and_head()
+    opt = torch.optim.SGD(param_groups(model, slice(1e-4, 1e-2), weight_decay=0.01), lr=0.1)
+    data = TensorDataset(torch.randn(64, 8), torch.randint(0, 3, (64,)))
+    loader = DataLoader(data, batch_size=16)
+    seen: list[list[float]] = []
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        seen.append([float(g["lr"]) for g in opt.param_groups])
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    res = lrkit.find_lr(model, opt, loader, step_fn=step, group="head", num_steps=5,
+                        start_lr=1e-3, end_lr=1.0, progress=False)  # fmt: skip
+    assert res.group == "head"
+    assert seen[-1] == [1e-4, 1e-4, 1.0, 1.0]  # both halves of the head swept, features kept
+    with pytest.raises(ValueError, match=r"no param group is named 'neck'; names: features, head"):
+        lrkit.find_lr(model, opt, loader, step_fn=step, group="neck", progress=False)

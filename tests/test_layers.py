@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {
         "_steps",
         "_state",
+        "_loaders",
         "_plot",
         "_timm",
         "_transformers",

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -183,3 +189,188 @@ def test_scheduler_attached_to_the_optimizer_is_untouched() -> None:
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+class CountingLoss(nn.Module):
+    """A criterion with state: a learned temperature and a buffer it updates every call."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.temperature = nn.Parameter(torch.ones(()))
+        self.register_buffer("calls", torch.zeros(()))
+        self.fail_at = fail_at
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail_at is not None and self.calls.item() == self.fail_at:
+            raise RuntimeError("boom")
+        return nn.functional.cross_entropy(outputs / self.temperature, targets)
+
+
+def tensors(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    return [None if t is None else t.detach().clone() for t in tensors]
+
+
+def same(a: list[torch.Tensor | None], b: list[torch.Tensor | None]) -> bool:
+    return all(
+        (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_a_tensor_the_optimizer_holds_outside_the_model_is_restored() -> None:
+    # the issue's case: a learned temperature trained by find_lr came back as 2.99, not 1.0
+    model = make_model()
+    t = nn.Parameter(torch.ones(()))
+    opt = torch.optim.SGD([*model.parameters(), t], lr=0.1)
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(batch[0]) * t, batch[1])
+
+    loader = DataLoader(make_data(), batch_size=16)
+    lrkit.find_lr(model, opt, loader, step_fn=step, num_steps=20, progress=False)
+    assert torch.equal(t.detach(), torch.ones(())) and t.grad is None
+    assert opt.state.get(t) is None
+
+
+def test_the_criterions_parameters_and_buffers_are_restored() -> None:
+    model, loss = make_model(), CountingLoss()
+    opt = torch.optim.Adam([*model.parameters(), *loss.parameters()], lr=1e-3)
+    loader = DataLoader(make_data(), batch_size=16)
+    lrkit.find_lr(model, opt, loader, loss, num_steps=10, progress=False)
+    assert loss.calls.item() == 0
+    assert loss.temperature.item() == 1.0 and loss.temperature.grad is None
+
+
+def test_existing_grads_outside_the_optimizer_are_not_accumulated_into() -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model[2].parameters(), lr=0.1)  # the first layer: trainable, not in it
+    x, y = make_data()[:16]
+    nn.functional.cross_entropy(model(x), y).backward()
+    before = tensors(*(p.grad for p in model.parameters()))
+    grads = [p.grad for p in model.parameters()]
+    loader = DataLoader(make_data(), batch_size=16)
+    lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), num_steps=10, progress=False)
+    assert same(before, tensors(*(p.grad for p in model.parameters())))
+    assert all(p.grad is g for p, g in zip(model.parameters(), grads, strict=True))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(OPTIMIZERS)),
+    outside=st.booleans(),
+    criterion_trained=st.booleans(),
+    subset=st.booleans(),
+    grads=st.booleans(),
+    fail_at=st.one_of(st.none(), st.integers(1, 9)),
+    cache=st.sampled_from(["memory", "disk"]),
+)
+def test_restore_covers_everything_the_test_can_touch(
+    name: str,
+    outside: bool,
+    criterion_trained: bool,
+    subset: bool,
+    grads: bool,
+    fail_at: int | None,
+    cache: str,
+) -> None:
+    """Tensors held outside the model, a criterion's state and every .grad come back: the
+    same objects with the old bits, after a finished or a failed test."""
+    model, loss = make_model(batchnorm=True), CountingLoss()
+    t = nn.Parameter(torch.full((), 0.5))
+    held = [*(model[3].parameters() if subset else model.parameters())]
+    held += [t] if outside else []
+    held += [*loss.parameters()] if criterion_trained else []
+    opt = OPTIMIZERS[name](held)
+    every = [*model.parameters(), *loss.parameters(), t]
+    if grads:  # .grad everywhere, and optimizer state to lose
+        x, y = make_data()[:16]
+        (loss(model(x), y) * t).backward()
+        opt.step()
+        loss.calls.zero_()
+    loss.fail_at = fail_at
+    state_before = everything(model, opt)
+    values, grad_values = tensors(*every), tensors(*(p.grad for p in every))
+    grad_objects = [p.grad for p in every]
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        return loss(model(batch[0]), batch[1]) * t
+
+    loader = DataLoader(make_data(seed=3), batch_size=16, shuffle=True)
+    kwargs: dict[str, Any] = {"num_steps": 10, "end_lr": 0.1, "progress": False, "cache": cache}
+    # a criterion's own error comes wrapped in lrkit's ValueError naming the shapes
+    failing = pytest.raises((RuntimeError, ValueError), match="boom")
+    with failing if fail_at is not None else contextlib.nullcontext():
+        if outside:  # step_fn hides the criterion: only what the optimizer holds is seen
+            lrkit.find_lr(model, opt, loader, step_fn=step, **kwargs)
+        else:
+            lrkit.find_lr(model, opt, loader, loss, **kwargs)
+    assert_same(state_before, everything(model, opt))
+    hidden = {id(p) for p in loss.parameters()} if outside and not criterion_trained else set()
+    keep = [id(p) not in hidden for p in every]
+    pick = lambda xs: [x for x, k in zip(xs, keep, strict=True) if k]  # noqa: E731
+    assert same(pick(tensors(*every)), pick(values))
+    assert same(pick(tensors(*(p.grad for p in every))), pick(grad_values))
+    assert all(p.grad is g for p, g in pick(list(zip(every, grad_objects, strict=True))))
+    if not outside:
+        assert loss.calls.item() == 0
+
+
+SIGTERM_SCRIPT = """
+import os, signal, torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import lrkit
+
+model = nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+calls = [0]
+
+def step(model, batch):
+    calls[0] += 1
+    if calls[0] == 3:
+        os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler (Slurm, k8s) sends
+    return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+lrkit.find_lr(model, opt, DataLoader(data, batch_size=16), step_fn=step, cache="disk",
+              progress=False)
+print("survived SIGTERM")
+"""
+
+
+def test_cache_disk_deletes_its_file_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == -signal.SIGTERM, proc.stderr  # it still dies of SIGTERM
+    assert "survived" not in proc.stdout
+    assert list(tmp_path.glob("lrkit-snapshot-*")) == []
+
+
+def test_cache_disk_removes_leftovers_of_dead_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f"lrkit-snapshot-{dead.pid}-abc123.pt"
+    leftover.write_bytes(b"a snapshot of a SIGKILLed run")
+    alive = tmp_path / f"lrkit-snapshot-{os.getppid()}-def456.pt"  # a live process's file
+    alive.write_bytes(b"in use")
+    other = tmp_path / "lrkit-snapshot-notes.txt"
+    other.write_bytes(b"not ours")
+    model, opt = prepared("sgd", False, 0, False)
+    lrkit.find_lr(model, opt, DataLoader(make_data(), batch_size=16), nn.CrossEntropyLoss(),
+                  num_steps=5, cache="disk", progress=False)  # fmt: skip
+    assert not leftover.exists()
+    assert alive.exists() and other.exists()
+    assert sorted(tmp_path.glob("lrkit-snapshot-*")) == sorted([alive, other])  # its own too
+
+
+def test_the_sigterm_handler_is_put_back_after_the_test() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    model, opt = prepared("sgd", False, 0, False)
+    lrkit.find_lr(model, opt, DataLoader(make_data(), batch_size=16), nn.CrossEntropyLoss(),
+                  num_steps=5, cache="disk", progress=False)  # fmt: skip
+    assert signal.getsignal(signal.SIGTERM) == before

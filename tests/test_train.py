@@ -174,3 +174,39 @@ def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     args: dict[str, Any] = {"criterion": nn.CrossEntropyLoss(), "epochs": 1} | kwargs
     with pytest.raises((ValueError, TypeError), match=message):
         fit(model, opt, train, progress=False, **args)
+
+
+def test_a_schedule_shorter_than_the_run_is_refused_with_the_numbers() -> None:
+    # the case: one-cycle over 4 steps on a 12-step run trained 8 steps at 4e-7
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(make_data(n=192), batch_size=32)  # 6 batches, 2 epochs: 12 steps
+    short = lrkit.schedules.one_cycle(0.1, total_steps=4)
+    with pytest.raises(ValueError, match=r"total_steps=4 .* takes 12 optimizer steps") as err:
+        lrkit.fit(model, opt, loader, nn.CrossEntropyLoss(), 2, schedule=short, progress=False)
+    assert "total_steps=12" in str(err.value)
+    assert opt.param_groups[0]["lr"] == 0.1  # refused before touching the optimizer
+    for short in ("cosine(max_lr=0.1, total_steps=11)",
+                  "warmup(linear(0.1, 0.0, total_steps=6), warmup_steps=5)"):  # fmt: skip
+        with pytest.raises(ValueError, match="total_steps=12"):
+            lrkit.fit(model, opt, loader, nn.CrossEntropyLoss(), 2, schedule=short,
+                      progress=False)  # fmt: skip
+
+
+def test_a_schedule_that_fits_or_never_ends_is_accepted() -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(make_data(n=192), batch_size=32)
+    for ok in ("one_cycle(max_lr=0.1, total_steps=12)", "exponential(0.1, gamma=0.9)",
+               "warmup(cosine(max_lr=0.1, total_steps=7), warmup_steps=5)"):  # fmt: skip
+        lrkit.fit(model, opt, loader, nn.CrossEntropyLoss(), 2, schedule=ok, progress=False)
+
+
+def test_a_resumed_schedule_counts_the_steps_it_already_took() -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(make_data(n=192), batch_size=32)
+    sched = lrkit.to_torch(opt, lrkit.schedules.cosine(max_lr=0.1, total_steps=12))
+    lrkit.fit(model, opt, loader, nn.CrossEntropyLoss(), 1, schedule=sched, progress=False)
+    with pytest.raises(ValueError, match=r"\(6 steps left\)"):
+        lrkit.fit(model, opt, loader, nn.CrossEntropyLoss(), 2, schedule=sched, progress=False)

@@ -16,6 +16,40 @@ if TYPE_CHECKING:
     from lrkit.finder import FinderResult
 
 COLORS = {"auto": "#d62728", "steepest": "#2ca02c", "valley": "#9467bd", "minimum": "#ff7f0e"}
+SUGGESTION_COLOR = "#111111"
+
+
+def finder_marks(result: FinderResult) -> list[tuple[str, float, str, bool]]:
+    """The vertical lines of a finder figure, as ``(label, lr, color, is_suggestion)``: the
+    suggestion for the result's schedule first (``res.suggestion``), then each rule's raw LR
+    (:meth:`FinderResult.rule_label`), so a figure never shows one number as the other."""
+    marks = []
+    if result.suggestion is not None:
+        label = f"suggestion ({result.for_schedule}) {result.suggestion:.3g}"
+        marks.append((label, result.suggestion, SUGGESTION_COLOR, True))
+    for name, lr in result.suggestions.items():
+        if lr is not None:
+            unstable = " UNSTABLE" if name in result.unstable else ""
+            marks.append((result.rule_label(name) + unstable, lr, COLORS.get(name, "0.3"), False))
+    return marks
+
+
+def label_places(
+    lrs: list[float], top: float = 0.98, step: float = 0.36
+) -> list[tuple[float, str]]:
+    """Where each line's label goes: ``(height in axes fraction, side of the line)``.
+
+    A line within a fifth of a decade of earlier ones (log scale) takes the other side of
+    its line, then a lower level, so close suggestions keep legible labels beside their own
+    lines instead of bunching.
+    """
+    import math
+
+    places: list[tuple[float, str]] = []
+    for i, lr in enumerate(lrs):
+        k = sum(1 for j in range(i) if abs(math.log10(lr / lrs[j])) < 0.2)
+        places.append((top - (k // 2) * step, "left" if k % 2 else "right"))
+    return places
 
 
 def require_matplotlib() -> Any:
@@ -71,22 +105,21 @@ def plot_finder(
                 alpha=alpha,
                 label="val loss (fixed subset)" if k == 0 else None,
             )
-    for name, lr in result.suggestions.items():
-        color = COLORS.get(name, "k")
+    for name in result.suggestions:
         runs = [v for v in result.per_run.get(name, []) if v is not None]
         if result.runs > 1 and len(runs) > 1:
-            ax.axvspan(min(runs), max(runs), color=color, alpha=0.12, lw=0)
-        if lr is None:
-            continue
-        unstable = " UNSTABLE" if name in result.unstable else ""
-        main = name == result.method
-        ax.axvline(
-            lr,
-            color=color,
-            ls="-" if main else "--",
-            lw=2.0 if main else 1.2,
-            label=f"{name}: {lr:.2e}{unstable}",
-        )
+            ax.axvspan(min(runs), max(runs), color=COLORS.get(name, "k"), alpha=0.12, lw=0)
+    marks = finder_marks(result)
+    places = label_places([lr for _, lr, _, _ in marks])
+    for (label, lr, color, main), (height, side) in zip(marks, places, strict=True):
+        ax.axvline(lr, color=color, ls="-" if main else "--", lw=2.2 if main else 1.2)
+        # the label beside its own line (not in a legend far from it), reading upwards;
+        # ha names the text's edge at the line: "right" puts the text on its left side
+        ax.text(lr, height, label, transform=ax.get_xaxis_transform(), rotation=90,
+                ha="left" if side == "left" else "right", va="top", fontsize=7.5, color=color,
+                fontweight="bold" if main else "normal",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1.0},
+                )  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("learning rate" + (" (largest group)" if len(result.group_ratios) > 1 else ""))
     ax.set_ylabel("loss")
@@ -100,13 +133,13 @@ def plot_finder(
         start = max(c[0] for c in curves)
         top = max(start, lo) + 0.25 * abs(max(start, lo) - lo) + 1e-12
         ax.set_ylim(lo - 0.1 * (top - lo), top)
-    title = "LR range test"
+    title = f"LR range test\n{result.suggestion_label}"
     if result.runs > 1:
-        title += f" ({result.runs} runs; bands: spread of each suggestion)"
+        title += f"\n{result.runs} runs; bands: spread of each rule over runs"
     if result.unstable:
         title += f"\nunstable over runs: {', '.join(result.unstable)}"
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, which="both", alpha=0.25)
     save(fig, path)
     return fig

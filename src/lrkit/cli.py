@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
@@ -65,17 +66,25 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def suggestions_table(result: Any, title: str = "LR suggestions") -> Table:
-    """A rich table of a FinderResult's suggestions, the chosen one first."""
-    table = Table(title=title)
-    table.add_column("rule")
+    """A rich table of a FinderResult: the suggestion for its schedule (``res.suggestion``)
+    first, then each rule's raw LR, labelled so the two are never confused."""
+    table = Table(title=title, caption=result.suggestion_label)
+    table.add_column("")
     table.add_column("lr", justify="right")
     table.add_column("spread (decades)", justify="right")
     table.add_column("how")
+    lr = result.suggestion
+    table.add_row(
+        f"suggestion ({result.for_schedule})",
+        "—" if lr is None else f"{lr:.3g}",
+        "",
+        result.suggestion_label,
+        style="bold",
+    )
     for name, lr in result.suggestions.items():
-        chosen = " (suggestion)" if name == result.method else ""
         spread = result.spread.get(name)
         table.add_row(
-            name + chosen,
+            f"rule {name} (raw)" + (" *" if name == result.method else ""),
             "—" if lr is None else f"{lr:.3g}",
             "" if spread is None or result.runs == 1 else f"{spread:.2f}",
             result.notes.get(name, ""),
@@ -289,12 +298,14 @@ def finetune(
     t = get_task(task, data_dir=data_dir)
     model = t.make_model(seed)
     loaded, skipped = _load_checkpoint(model, pretrained)
-    result = fine_tune(
-        model, t.train_loader(seed), t.criterion, epochs=epochs, freeze_epochs=freeze_epochs,
-        base_lr=lr, lr_mult=lr_mult, val_loader=t.val_loader(), groups=groups,
-        optimizer=t.optimizer, optimizer_kwargs=t.optimizer_kwargs, metrics=(t.metric,),
-        seed=seed,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # result.caveats, printed below
+        warnings.filterwarnings("ignore", "the unfrozen-phase range test", UserWarning)
+        result = fine_tune(
+            model, t.train_loader(seed), t.criterion, epochs=epochs,
+            freeze_epochs=freeze_epochs, base_lr=lr, lr_mult=lr_mult, val_loader=t.val_loader(),
+            groups=groups, optimizer=t.optimizer, optimizer_kwargs=t.optimizer_kwargs,
+            metrics=(t.metric,), seed=seed,
+        )  # fmt: skip
     new = ", ".join(skipped) or "—"
     console.print(f"loaded {len(loaded)} tensors from {pretrained}; new: {new}", markup=False)
     spread = ", ".join(f"{x:.2g}" for x in result.full_lrs)
@@ -302,6 +313,8 @@ def finetune(
     for stage, finder in (("head", result.head_finder), ("all", result.full_finder)):
         for caveat in finder.caveats if finder is not None else []:
             console.print(f"[yellow]{stage} finder caveat:[/] {escape(caveat)}")
+    for caveat in result.caveats:  # printed here rather than as a Python warning
+        console.print(f"[yellow]caveat:[/] {escape(caveat)}")
     for stage, history in (("head", result.head_history), ("all", result.full_history)):
         for row in history.epochs:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")

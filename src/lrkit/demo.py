@@ -236,9 +236,17 @@ def write_report(
     )
     page.heading("The LR range test")
     page.figure(finder_figure(finder))
-    rules = [[m, "—" if v is None else f"{v:.3g}", finder.notes.get(m, "")]
-             for m, v in finder.suggestions.items()]  # fmt: skip
-    page.table(["rule", "lr", "how"], rules)
+    suggestion = finder.suggestion
+    rules = [
+        [
+            f"suggestion ({finder.for_schedule})",
+            "—" if suggestion is None else f"{suggestion:.3g}",
+            finder.suggestion_label,
+        ]
+    ]
+    rules += [[f"rule {m} (raw)", "—" if v is None else f"{v:.3g}", finder.notes.get(m, "")]
+              for m, v in finder.suggestions.items()]  # fmt: skip
+    page.table(["", "lr", "how"], rules)
     page.text(f"Stopped: {finder.stop_reason}.")
     page.heading("Training curves")
     page.figure(history_figure(histories, task.metric))

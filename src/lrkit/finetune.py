@@ -6,8 +6,9 @@ before each stage instead of a fixed guess (Howard & Ruder, "ULMFiT", 2018).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ __all__ = ["FineTuneResult", "fine_tune", "load_pretrained"]
 
 @dataclass
 class FineTuneResult:
-    """Both stages: the finder results, the LRs chosen and the training histories."""
+    """Both stages: the finder results, the LRs chosen and the training histories.
+
+    ``caveats`` says when a stage's suggestion looked implausible next to the stage before
+    (each also raised as a ``UserWarning``); empty when none did.
+    """
 
     head_finder: FinderResult | None
     head_lr: float
@@ -34,6 +39,35 @@ class FineTuneResult:
     full_finder: FinderResult | None
     full_lrs: list[float]
     full_history: History
+    caveats: list[str] = field(default_factory=list)
+
+
+IMPLAUSIBLY_LOWER = 100.0
+"""An unfrozen-phase suggestion this many times below the head's LR is flagged."""
+IMPLAUSIBLY_HIGHER = 10.0
+"""An unfrozen-phase suggestion this many times above the head's LR is flagged."""
+
+
+def phase_caveat(head_lr: float, full_lr: float) -> str | None:
+    """Why the unfrozen phase's suggested LR is implausible next to the head's, or ``None``.
+
+    Unfreezing adds the pretrained body at ``lr / lr_mult`` and below: the head's LR should
+    stay within a decade or two. A suggestion 100x lower usually means the range test read a
+    curve that barely fell (the head is already trained) and picked its noise; 10x higher
+    would push the body's pretrained weights harder than the fresh head was.
+    """
+    if full_lr < head_lr / IMPLAUSIBLY_LOWER:
+        ratio, side = head_lr / full_lr, "below"
+    elif full_lr > head_lr * IMPLAUSIBLY_HIGHER:
+        ratio, side = full_lr / head_lr, "above"
+    else:
+        return None
+    return (
+        f"the unfrozen-phase range test suggested {full_lr:.3g}, {ratio:.0f}x {side} the head "
+        f"phase's LR {head_lr:.3g}: implausible (a flat curve after the head was trained "
+        f"reads as noise). Check full_finder.plot(), or pass base_lr (e.g. {head_lr / 10:.3g},"
+        " a tenth of the head's)"
+    )
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
@@ -104,6 +138,9 @@ def fine_tune(
     ``metrics`` (default ``("accuracy",)`` with a criterion, none with a ``step_fn``) and
     ``metric(model, batch)`` are computed on ``val_loader`` as :func:`lrkit.fit` does. A
     transformers model is split per layer (embeddings, each block, head) by default.
+    Step 4's suggestion is checked against step 2's LR: more than 100x lower or 10x higher
+    is implausible, and says so (with the numbers) in ``result.caveats`` and a
+    ``UserWarning``; the run still uses it, as asked.
     """
     if (criterion is None) == (step_fn is None):
         raise ValueError(
@@ -146,12 +183,17 @@ def fine_tune(
         head_history = History()
 
     unfreeze(model)
+    caveats: list[str] = []
     full_finder = None
     lr2 = base_lr
     if lr2 is None:
         full_finder = find_lr(model, make(slice(lr / lr_mult, lr)), train_loader, criterion,
                               step_fn=step_fn, seed=seed, progress=progress)  # fmt: skip
         lr2 = _suggested(full_finder, "whole model")
+        caveat = phase_caveat(lr, lr2)
+        if caveat is not None:
+            caveats.append(caveat)
+            warnings.warn(caveat, UserWarning, stacklevel=2)
     opt = make(slice(lr2 / lr_mult, lr2))
     full_lrs = [float(g["lr"]) for g in opt.param_groups]
     full_history = fit(
@@ -159,4 +201,6 @@ def fine_tune(
         schedule=one_cycle(max_lr=lr2, total_steps=epochs * steps_per_epoch),
         val_loader=val_loader, seed=seed, progress=progress, **fit_kwargs,
     )  # fmt: skip
-    return FineTuneResult(head_finder, lr, head_history, full_finder, full_lrs, full_history)
+    return FineTuneResult(
+        head_finder, lr, head_history, full_finder, full_lrs, full_history, caveats
+    )

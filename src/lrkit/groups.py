@@ -323,7 +323,11 @@ def param_groups(
     model's ``no_weight_decay()``).
 
     Frozen parameters (``requires_grad=False``) are left out. Each dict also carries
-    ``name`` and ``group`` (its index), which :func:`describe_groups` prints.
+    ``name`` (its layer group's), ``group`` (its index in the returned list: the index
+    ``optimizer.param_groups`` and ``find_lr(group=)`` use) and ``layer`` (its layer group's
+    index: with ``weight_decay`` a layer group is two param groups of the same name and
+    layer). :func:`describe_groups` prints them; ``find_lr(group="head")`` sweeps a layer
+    group by name.
     """
     units = layer_groups(model, groups)
     lrs, scales = _group_lrs(lr, len(units), decay)
@@ -347,7 +351,8 @@ def param_groups(
                 "lr": lrs[index],
                 "lr_scale": scales[index],
                 "name": name,
-                "group": index,
+                "group": len(out),
+                "layer": index,
             }
             if wd is not None:
                 group["weight_decay"] = wd
@@ -363,11 +368,17 @@ def param_groups(
 def describe_groups(
     optimizer: torch.optim.Optimizer, print_table: bool = True
 ) -> list[dict[str, Any]]:
-    """A row per param group: group, modules, parameter count, LR, weight decay (printed)."""
+    """A row per param group: group, layer, modules, parameter count, LR, weight decay.
+
+    ``group`` is the index in ``optimizer.param_groups`` (what ``find_lr(group=i)`` takes),
+    whatever the dicts say; ``layer`` is the layer group of :func:`param_groups` (two param
+    groups share it when ``weight_decay`` splits off biases and norms).
+    """
     rows = []
     for i, group in enumerate(optimizer.param_groups):
         rows.append({
-            "group": group.get("group", i),
+            "group": i,
+            "layer": group.get("layer", i),
             "modules": group.get("name", "—"),
             "params": sum(p.numel() for p in group["params"]),
             "lr": float(group["lr"]),
@@ -378,10 +389,11 @@ def describe_groups(
         from rich.table import Table
 
         table = Table(title="param groups")
-        for column in ("group", "modules", "params", "lr", "weight_decay"):
+        for column in ("group", "layer", "modules", "params", "lr", "weight_decay"):
             table.add_column(column, justify="left" if column == "modules" else "right")
         for row in rows:
-            table.add_row(str(row["group"]), str(row["modules"]), f"{row['params']:,}",
+            table.add_row(str(row["group"]), str(row["layer"]), str(row["modules"]),
+                          f"{row['params']:,}",
                           f"{row['lr']:.3g}", f"{row['weight_decay']:.3g}")  # fmt: skip
         Console().print(table)
     return rows

@@ -8,10 +8,11 @@ batches to the model's device, no hidden state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,18 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from lrkit._steps import StepFn, default_step, loss_value, seed_all, to_device
+from lrkit._loaders import LoaderRng
+from lrkit._steps import (
+    StepFn,
+    check_trainable,
+    default_step,
+    loader_length,
+    loss_value,
+    to_device,
+)
 from lrkit.loggers import FitLog, Logger
 from lrkit.plateau import ReduceOnPlateau
-from lrkit.schedules import Constant, Schedule
+from lrkit.schedules import Constant, Join, Polynomial, Scale, Schedule, Warmup, parse
 from lrkit.torch_sched import ScheduleLR, to_torch
 
 __all__ = ["METRICS", "History", "fit"]
@@ -56,7 +65,8 @@ class History:
     ``epochs``: one dict per finished epoch with ``epoch``, ``train_loss`` and, with
     validation data, ``val_loss`` and each metric. ``epoch_wall_s``: seconds since the start
     at the end of each epoch. A run that hit a NaN/inf loss has ``diverged=True`` and says
-    where in ``stop_reason``.
+    where in ``stop_reason``. ``caveats`` names what ``seed=`` could not control (a loader
+    that orders its own data).
     """
 
     step_lr: list[float] = field(default_factory=list)
@@ -67,6 +77,7 @@ class History:
     stopped_early: bool = False
     stop_reason: str = "completed"
     diverged: bool = False
+    caveats: list[str] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, float]:
@@ -117,6 +128,50 @@ def _fit_params(
     return {"fit/optimizer": type(optimizer).__name__, "fit/epochs": epochs, "fit/seed": seed,
             "fit/lr": max(float(g["lr"]) for g in optimizer.param_groups),
             "fit/schedule": spec if isinstance(spec, str) else type(spec).__name__}  # fmt: skip
+
+
+def schedule_length(schedule: Schedule) -> int | None:
+    """The steps after which ``schedule`` only holds its last LR (``None``: it never ends).
+
+    One-cycle, WSD, cosine, linear and polynomial (without ``cycle``) end at ``total_steps``;
+    a warmup adds its steps, a join its last boundary, a scale nothing.
+    """
+    if isinstance(schedule, Warmup):
+        inner = schedule_length(schedule.schedule)
+        return None if inner is None else schedule.warmup_steps + inner
+    if isinstance(schedule, Join):
+        last = schedule_length(schedule.schedules[-1])
+        return None if last is None else schedule.boundaries[-1] + last
+    if isinstance(schedule, Scale):
+        return schedule_length(schedule.schedule)
+    if isinstance(schedule, Polynomial) and schedule.cycle:
+        return None
+    total = getattr(schedule, "total_steps", None)
+    return total if isinstance(total, int) else None
+
+
+def _check_length(schedule: Any, run_steps: int | None, epochs: int) -> None:
+    """Refuse a lrkit schedule that ends before the run does: it would hold its last LR."""
+    if run_steps is None:
+        return
+    done = 0
+    if isinstance(schedule, ScheduleLR):
+        schedule, done = schedule.schedule, max(schedule.last_epoch, 0)
+    elif isinstance(schedule, (str, Mapping)):
+        schedule = parse(schedule)
+    if not isinstance(schedule, Schedule):
+        return
+    total = schedule_length(schedule)
+    if total is None or total - done >= run_steps:
+        return
+    left = total - done
+    raise ValueError(
+        f"the schedule ends after total_steps={total} ({left} steps left) but this run takes "
+        f"{run_steps} optimizer steps ({epochs} epochs x {run_steps // epochs} batches): it "
+        f"would hold its last LR ({schedule.lr_at(total):.3g}) for {run_steps - left} steps. "
+        f"Build it with total_steps={run_steps + done} (epochs * len(train_loader)), or "
+        "train fewer epochs"
+    )
 
 
 def _metrics(metrics: Sequence[str | Metric] | None, step_fn: StepFn | None) -> dict[str, Metric]:
@@ -198,6 +253,16 @@ def _metric_name(batch_metric: BatchMetric | None) -> str | None:
     return "metric" if name == "<lambda>" else name
 
 
+@contextlib.contextmanager
+def _restoring(loaders: LoaderRng, active: bool) -> Iterator[None]:
+    """Give the loaders' generators back their state at the end of a seeded run."""
+    try:
+        yield
+    finally:
+        if active:
+            loaders.restore()
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -229,7 +294,12 @@ def fit(
     :class:`lrkit.loggers.Logger` objects) get every step's ``train/lr`` and ``train/loss``
     and every epoch's summary as ``epoch/<name>``; loggers made from names are closed at the end.
     A NaN/inf training loss stops the run cleanly: it is recorded as diverged, not raised.
-    With ``seed``, the same call gives the same history bit for bit on CPU.
+    With ``seed``, the same call gives the same history bit for bit on CPU: it seeds torch,
+    numpy, ``random`` and the loader's own ``torch.Generator`` (or its sampler's), and gives
+    that generator back its old state at the end; ``history.caveats`` names a loader whose
+    order lrkit could not seed. A lrkit schedule that ends (``total_steps``) before the run
+    does is refused with a ``ValueError``, as PyTorch's ``OneCycleLR`` refuses to step past
+    its end.
 
     >>> history = fit(model, opt, train, nn.CrossEntropyLoss(), epochs=5,  # doctest: +SKIP
     ...               schedule=schedules.one_cycle(0.1, 5 * len(train)), val_loader=val)
@@ -245,30 +315,33 @@ def fit(
         raise ValueError(f"metric and metrics both name {_metric_name(metric)!r}; rename one")
     if metric is not None and val_loader is None:
         raise ValueError("metric is computed on val_loader: pass val_loader")
-    length = getattr(train_loader, "__len__", None)
-    if length is not None and length() == 0:
+    length = loader_length(train_loader)
+    if length == 0:
         raise ValueError("train_loader is empty (len 0); give it at least one batch")
     if device is not None:
         model.to(device)
     first = next(iter(model.parameters()), None)
     dev = first.device if first is not None else torch.device("cpu")
+    total = epochs * length if length is not None else None
+    _check_length(schedule, total, epochs)  # before to_torch writes the group LRs
     scheduler, takes_reports = _scheduler(optimizer, schedule)
     if takes_reports and val_loader is None:
         raise ValueError("reduce-on-plateau needs val_loader: it is fed the val loss each epoch")
 
     step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
+    loaders = LoaderRng([train_loader], ["train_loader"])
     if seed is not None:
-        seed_all(seed)
+        loaders.seed(seed)
 
     from tqdm.auto import tqdm
 
-    history = History()
+    history = History(caveats=list(loaders.caveats) if seed is not None else [])
     started = time.perf_counter()
-    total = epochs * length() if length is not None else None
     model.train()
     with (
         tqdm(total=total, desc="training", disable=not progress, leave=False) as bar,
         FitLog(loggers, _fit_params(optimizer, schedule, epochs, seed)) as track,
+        _restoring(loaders, seed is not None),
     ):
         for epoch in range(1, epochs + 1):
             losses = 0.0
@@ -285,6 +358,7 @@ def fit(
                         f"(epoch {epoch}, lr={lr:.3g})"
                     )
                     break
+                check_trainable(loss)
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 if scheduler is not None:

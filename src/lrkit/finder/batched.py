@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from lrkit._engine import BatchedModel, stack_batches
-from lrkit._steps import StepFn, seed_all, to_device
+from lrkit._loaders import LoaderRng, RunRng
+from lrkit._steps import StepFn, to_device
 from lrkit.finder.result import Curve
 from lrkit.finder.serial import cycle
 from lrkit.finder.tracker import CurveTracker
@@ -38,13 +39,18 @@ def run_batched(
     *,
     runs: int,
     seed: int | None,
+    loaders: LoaderRng,
     smooth: float,
     diverge_threshold: float,
     device: torch.device,
     bar: Any,
 ) -> list[Curve]:
     """Run ``r`` draws its data order from ``seed + r`` as the serial loop does, and stops
-    (is frozen) on its own; the curves equal the serial runs'."""
+    (is frozen) on its own; the curves equal the serial runs'.
+
+    Each run keeps its own state of every RNG the data draws from (the globals and the
+    loader's generators), switched in around each of its batches: its epochs reshuffle
+    exactly as a serial run's would, not from a generator the other runs advanced."""
     _refuse_random_modules(model)
     kind, options = batched_twin(optimizer)
     model.train()
@@ -52,15 +58,24 @@ def run_batched(
     trainable = {names[id(p)] for p in optimizer.param_groups[0]["params"] if id(p) in names}
     batched = BatchedModel([model] * runs, step, kind, options, trainable=trainable)
     streams: list[tuple[Any, Iterator[Any]]] = []
+    states: list[RunRng] = []
     for r in range(runs):  # each iterator starts (and draws its shuffle) right after its seed
         if seed is not None:
-            seed_all(seed + r)
+            loaders.seed(seed + r)
         stream = cycle(loader, "train_loader")
         streams.append((next(stream), stream))
+        states.append(loaders.capture())
+
+    def draw(r: int) -> Any:
+        states[r].apply()
+        batch = next(streams[r][1])
+        states[r] = loaders.capture()
+        return batch
+
     trackers = [CurveTracker(smooth, diverge_threshold) for _ in range(runs)]
     for i, lr in enumerate(lrs):
-        batch = stack_batches([to_device(first if i == 0 else next(it), device)
-                               for first, it in streams])  # fmt: skip
+        batch = stack_batches([to_device(streams[r][0] if i == 0 else draw(r), device)
+                               for r in range(runs)])  # fmt: skip
         grads, loss = batched.grads(batch)
         for tracker, value in zip(trackers, loss.double().tolist(), strict=True):
             if tracker.running and tracker.finite(i, lr, value):

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from lrkit._state import Cache
-from lrkit._steps import StepFn
+from lrkit._steps import StepFn, loader_length
 from lrkit.suggest import Rule, Suggestion
 from lrkit.suggest.policy import check_schedule, resolve_method
 
-__all__ = ["FinderConfig", "Mode", "check_inputs", "lr_schedule"]
+__all__ = ["FinderConfig", "Mode", "check_inputs", "chosen_groups", "lr_schedule"]
 
 Mode = Literal["exp", "linear"]
 
@@ -46,7 +46,7 @@ class FinderConfig:
     runs: int = 1
     vectorized: bool = False
     has_val_loader: bool = False
-    group: int | None = None
+    group: int | str | None = None
     method: str | Callable[..., Suggestion] = "auto"
     for_schedule: str = "constant"
     cache: Cache = "memory"
@@ -82,9 +82,12 @@ class FinderConfig:
         resolve_method(self.method)
         check_schedule(self.for_schedule, "for_schedule")
         group = self.group
-        if group is not None and (isinstance(group, bool) or not isinstance(group, int)):
+        if group is not None and (
+            isinstance(group, bool) or not isinstance(group, (int, str)) or group == ""
+        ):
             raise ValueError(
-                f"group must be an index of optimizer.param_groups (got {self.group!r})"
+                "group must be an index of optimizer.param_groups or a group's name "
+                f"(param_groups' 'name', e.g. 'head') (got {self.group!r})"
             )
         if self.vectorized and (self.has_val_loader or self.amp or self.accumulation_steps != 1):
             raise ValueError(
@@ -146,8 +149,7 @@ def check_inputs(
             continue
         if not isinstance(loader, Iterable):
             raise TypeError(f"{name} must be iterable (got {type(loader).__name__})")
-        length = getattr(loader, "__len__", None)
-        if length is not None and length() == 0:
+        if loader_length(loader) == 0:
             raise ValueError(f"{name} is empty (len 0); give it at least one batch")
     model_params = {id(p) for p in model.parameters()}
     opt_params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -159,9 +161,56 @@ def check_inputs(
         lr = group.get("lr")
         if lr is None or float(lr) < 0:
             raise ValueError(f"optimizer.param_groups[{i}]['lr'] must be a number >= 0 (got {lr})")
+    trainable = [p for p in opt_params if p.requires_grad]
+    if not trainable:
+        raise ValueError(
+            f"every parameter the optimizer holds ({len(opt_params)}) is frozen "
+            "(requires_grad=False): a range test has nothing to train; unfreeze(model) or "
+            "unfreeze some layers before find_lr"
+        )
+    _refuse_non_finite(model, opt_params)
     if config.group is not None:
-        last = len(optimizer.param_groups) - 1
-        if not 0 <= config.group <= last:
-            raise ValueError(f"group must be in 0..{last} for this optimizer (got {config.group})")
+        chosen_groups(config.group, optimizer)
         if config.vectorized:
             raise ValueError("group= sweeps one group of several: pass vectorized=False")
+
+
+def _refuse_non_finite(model: nn.Module, opt_params: list[torch.Tensor]) -> None:
+    """A NaN/inf parameter makes every loss NaN: refuse it by name (one sync per device)."""
+    named: dict[str, torch.Tensor] = dict(model.named_parameters())
+    seen = {id(p) for p in named.values()}
+    named |= {f"optimizer tensor #{i} (outside the model)": p
+              for i, p in enumerate(opt_params) if id(p) not in seen}  # fmt: skip
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, p in named.items():
+        by_device.setdefault(p.device, []).append((name, p))
+    for items in by_device.values():
+        finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in items]).cpu()
+        if bool(finite.all()):
+            continue
+        name, p = items[int((~finite).nonzero()[0])]
+        bad = int((~torch.isfinite(p.detach())).sum())
+        raise ValueError(
+            f"parameter {name!r} holds {bad} NaN/inf values of {p.numel()}: every loss of a "
+            "range test would be NaN; reload the weights (or re-initialize) first"
+        )
+
+
+def chosen_groups(group: int | str, optimizer: torch.optim.Optimizer) -> list[int]:
+    """The indices of ``optimizer.param_groups`` that ``find_lr(group=)`` sweeps: the index
+    itself, or every group whose ``name`` is ``group`` (a layer group that ``weight_decay``
+    split in two is swept whole)."""
+    groups = optimizer.param_groups
+    if isinstance(group, str):
+        found = [i for i, g in enumerate(groups) if g.get("name") == group]
+        if not found:
+            names = sorted({str(g["name"]) for g in groups if "name" in g})
+            raise ValueError(
+                f"no param group is named {group!r}; names: {', '.join(names) or 'none'} "
+                "(lrkit.param_groups names them after the model's children), or pass an index"
+            )
+        return found
+    last = len(groups) - 1
+    if not 0 <= group <= last:
+        raise ValueError(f"group must be in 0..{last} for this optimizer (got {group})")
+    return [group]

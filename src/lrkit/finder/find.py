@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrkit._loaders import LoaderRng
 from lrkit._state import Cache, Snapshot
-from lrkit._steps import StepFn, default_step, seed_all, to_device
+from lrkit._steps import StepFn, default_step, loader_length, to_device
 from lrkit.finder.batched import run_batched
-from lrkit.finder.config import FinderConfig, Mode, check_inputs
+from lrkit.finder.config import FinderConfig, Mode, check_inputs, chosen_groups
 from lrkit.finder.result import Curve, FinderResult
 from lrkit.finder.serial import cycle, run_serial
 from lrkit.suggest import METHODS, Suggestion, summarize
@@ -40,7 +41,7 @@ def find_lr(
     seed: int | None = None,
     runs: int = 1,
     vectorized: bool = False,
-    group: int | None = None,
+    group: int | str | None = None,
     method: str | Callable[..., Suggestion] = "auto",
     for_schedule: str = "constant",
     cache: Cache = "memory",
@@ -54,12 +55,14 @@ def find_lr(
     ``group_lr = lr * group_lr_before / max(group_lrs_before)``, so discriminative ratios
     survive and the x-axis is the largest group's LR. When the groups carry ``lr_scale``
     (timm's layer decay; :func:`lrkit.param_groups` writes it too) the ratios are those of
-    the ``lr_scale`` values instead, as timm's schedulers apply them.
-    With ``group=i`` only group ``i`` is swept (the x-axis is its LR) while the others keep
-    theirs, to place each group's LR from its own curve. Each point is one optimizer step; with
-    ``accumulation_steps=k`` it averages the loss of ``k`` micro-batches. The loss is
-    smoothed by a bias-corrected EMA (``smooth`` is beta); the test stops early when the
-    smoothed loss exceeds ``diverge_threshold`` × its best, or at a NaN/inf loss.
+    the ``lr_scale`` values instead, as timm's schedulers apply them. With ``group=i`` only
+    group ``i`` is swept (the x-axis is its LR) while the others keep theirs, to place each
+    group's LR from its own curve; ``group="head"`` sweeps the groups of that ``name`` (both
+    halves of a :func:`lrkit.param_groups` layer group split by ``weight_decay``). Each point
+    is one optimizer step; with ``accumulation_steps=k`` it averages the loss of ``k``
+    micro-batches. The loss is smoothed by a bias-corrected EMA (``smooth`` is beta); the
+    test stops early when the smoothed loss exceeds ``diverge_threshold`` × its best, or at
+    a NaN/inf loss.
 
     The loss of a point is the batch loss computed *before* that point's update, as in
     fastai and Lightning. With ``val_loader``, ``val_batches`` batches are taken once and
@@ -79,8 +82,19 @@ def find_lr(
     orders when ``seed`` is None); each rule then reports the geometric median and its
     spread. ``vectorized=True`` runs the R tests at once as one vmapped computation (a fresh
     SGD/Adam/AdamW/NAdam optimizer with one param group; no val_loader, amp or accumulation):
-    the same curves as the serial runs, in about the time of one on a GPU. Whatever happens,
-    the model, optimizer and RNG states are restored bit for bit.
+    the same curves as the serial runs, in about the time of one on a GPU.
+
+    ``seed`` means the whole run: run ``r`` seeds torch, numpy, ``random`` *and* the
+    loader's own ``torch.Generator`` (``DataLoader(generator=...)``, a sampler's) with
+    ``seed + r``, so the same call gives the same curves; what lrkit cannot seed (an
+    ``IterableDataset``, a custom iterable) is named in ``result.caveats``.
+
+    Whatever happens (an error, Ctrl-C), everything the test can touch is restored bit for
+    bit: the model's parameters, buffers, ``.grad`` and modes; the tensors the optimizer
+    holds outside the model (a learned temperature) and its state; a criterion module's
+    parameters and buffers; the global RNGs and the loaders' generators. With ``step_fn``
+    lrkit cannot see a criterion: pass its parameters to the optimizer (they are then
+    restored) or put it in the model.
 
     ``accelerator`` (an ``accelerate.Accelerator``, with the model and optimizer it
     ``prepare``d): backward goes through ``accelerator.backward``, so its fp16 GradScaler
@@ -112,17 +126,24 @@ def find_lr(
     top = max(group_lrs)
     ratios: list[float | None] = [lr / top if top > 0 else 1.0 for lr in group_lrs]
     if group is not None:
-        ratios = [1.0 if i == group else None for i in range(len(group_lrs))]
+        chosen = chosen_groups(group, optimizer)
+        peak = max(group_lrs[i] for i in chosen)
+        ratios = [(lr / peak if peak > 0 else 1.0) if i in chosen else None
+                  for i, lr in enumerate(group_lrs)]  # fmt: skip
     lrs = config.lrs()
 
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    snapshot = Snapshot.take(model, optimizer, cache)
+    loaders = LoaderRng([train_loader, val_loader], ["train_loader", "val_loader"])
+    extra = [criterion] if isinstance(criterion, nn.Module) else []
+    snapshot = Snapshot.take(model, optimizer, cache, extra=extra)
     scaler = getattr(accelerator, "scaler", None)
     scaler_state = scaler.state_dict() if scaler is not None else None
     curves: list[Curve] = []
     try:
+        if seed is not None:  # the validation subset too is the seed's
+            loaders.seed(seed)
         val_set = None
         if val_loader is not None:
             val_iter = iter(val_loader)
@@ -137,13 +158,14 @@ def find_lr(
             if vectorized:
                 curves = run_batched(
                     model, optimizer, train_loader, step, lrs, runs=runs, seed=seed,
-                    smooth=smooth, diverge_threshold=diverge_threshold, device=device, bar=bar,
+                    loaders=loaders, smooth=smooth, diverge_threshold=diverge_threshold,
+                    device=device, bar=bar,
                 )  # fmt: skip
             for r in range(0 if vectorized else runs):
                 if r:
                     snapshot.restore(rng=False)
                 if seed is not None:
-                    seed_all(seed + r)
+                    loaders.seed(seed + r)
                 batches = cycle(train_loader, "train_loader")
                 curve = run_serial(
                     model, optimizer, batches, step, lrs, ratios,
@@ -158,6 +180,7 @@ def find_lr(
         snapshot.discard()
         if scaler is not None and scaler_state is not None:
             scaler.load_state_dict(scaler_state)
+        loaders.restore()
     name, rule = config.rule
     summary = summarize(curves, METHODS | {name: rule})
     return FinderResult(
@@ -173,6 +196,7 @@ def find_lr(
         num_steps=num_steps,
         elapsed_s=time.perf_counter() - started,
         data_passes=_data_passes(train_loader, num_steps * accumulation_steps),
+        run_caveats=loaders.caveats if seed is not None else [],
     )
 
 
@@ -206,8 +230,5 @@ def _check_accelerator(
 
 def _data_passes(loader: Iterable[Any], batches: int) -> float | None:
     """How many times ``batches`` batches go through ``loader`` (``None``: no length)."""
-    try:
-        size = len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-    return batches / size if size > 0 else None
+    size = loader_length(loader)
+    return batches / size if size else None

@@ -53,7 +53,8 @@ class FinderResult:
     ``notes`` says why for each; ``spread`` is the max-min of each rule's log10 suggestions
     over runs (0 for one run);
     ``data_passes`` is how many times one range test went through the training data (``None``
-    when the loader has no length). :attr:`caveats` says when to trust a suggestion less.
+    when the loader has no length). :attr:`caveats` says when to trust a suggestion less;
+    ``run_caveats`` holds what the run itself could not control (a loader's order).
     """
 
     curves: list[Curve]
@@ -64,10 +65,11 @@ class FinderResult:
     spread: dict[str, float] = field(default_factory=dict)
     per_run: dict[str, list[float | None]] = field(default_factory=dict)
     group_ratios: list[float] = field(default_factory=lambda: [1.0])
-    group: int | None = None
+    group: int | str | None = None
     num_steps: int = 0
     elapsed_s: float = 0.0
     data_passes: float | None = None
+    run_caveats: list[str] = field(default_factory=list)
 
     @property
     def lrs(self) -> list[float]:
@@ -109,6 +111,25 @@ class FinderResult:
         return policy.suggestion_for(self.suggestions, self.method, schedule)
 
     @property
+    def suggestion_label(self) -> str:
+        """How the suggestion reads everywhere (CLI, repr, figures, reports): the LR for the
+        chosen schedule and the rule it comes from, e.g. ``"suggestion 0.0992 for a constant
+        schedule (auto rule 0.148 x 0.67)"``."""
+        lr = self.suggestion
+        if lr is None:
+            return f"no suggestion ({self.method}: {self.notes.get(self.method, 'declined')})"
+        text = f"suggestion {lr:.3g} for a {self.for_schedule} schedule"
+        raw = self.suggestions.get(self.method)
+        if raw is not None and raw != lr:
+            return text + f" ({self.method} rule {raw:.3g} x {lr / raw:.2g})"
+        return text + f" ({self.method} rule)"
+
+    def rule_label(self, name: str) -> str:
+        """A rule's line as every view labels it: ``"rule auto (raw) 0.148"``."""
+        lr = self.suggestions.get(name)
+        return f"rule {name} (raw) {'—' if lr is None else f'{lr:.3g}'}"
+
+    @property
     def unstable(self) -> list[str]:
         """Rules whose suggestion moved more than half a decade between runs."""
         return policy.unstable(self.spread)
@@ -122,7 +143,7 @@ class FinderResult:
     @property
     def caveats(self) -> list[str]:
         """Why to trust the suggestion less, each with what to do; empty when none applies."""
-        return policy.caveats(self.spread, self.data_passes)
+        return policy.caveats(self.spread, self.data_passes) + list(self.run_caveats)
 
     @property
     def group_suggestions(self) -> list[float] | None:
@@ -137,9 +158,10 @@ class FinderResult:
         def fmt(v: float | None) -> str:
             return "None" if v is None else f"{v:.3g}"
 
-        rules = ", ".join(f"{m}={fmt(v)}" for m, v in self.suggestions.items() if m != self.method)
+        rules = ", ".join(f"{m}={fmt(v)}" for m, v in self.suggestions.items())
         text = (
-            f"FinderResult(suggestion={fmt(self.suggestion)} [{self.method}], {rules}, "
+            f"FinderResult(suggestion={fmt(self.suggestion)} [{self.for_schedule} schedule, "
+            f"from {self.method}], rules (raw): {rules}, "
             f"points={len(self.lrs)}/{self.num_steps}, runs={self.runs}, "
             f"stop={self.stop_reason!r}"
         )
@@ -165,6 +187,7 @@ class FinderResult:
             "num_steps": self.num_steps,
             "elapsed_s": self.elapsed_s,
             "data_passes": self.data_passes,
+            "run_caveats": list(self.run_caveats),
             "curves": [vars(c).copy() for c in self.curves],
         }
 
@@ -183,6 +206,7 @@ class FinderResult:
             num_steps=int(data["num_steps"]),
             elapsed_s=float(data["elapsed_s"]),
             data_passes=data.get("data_passes"),
+            run_caveats=list(data.get("run_caveats", [])),
         )
 
     def save(self, path: str | Path) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrkit._steps import StepFn, loss_value, to_device
+from lrkit._steps import StepFn, check_trainable, loss_value, to_device
 from lrkit.finder.result import Curve
 from lrkit.finder.tracker import CurveTracker
 
@@ -82,6 +82,7 @@ def run_serial(
             batch = to_device(next(batches), device)
             with autocast():
                 loss = loss_value(step(model, batch))
+            check_trainable(loss)
             scaled = loss / accumulation_steps
             if accelerator is not None:
                 accelerator.backward(scaled * undo)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
-from lrkit._plot import COLORS, _running_mean
+from lrkit._plot import _running_mean, finder_marks, label_places
 from lrkit.report.html import require_plotly
 
 if TYPE_CHECKING:
@@ -25,28 +26,24 @@ def finder_figure(result: FinderResult) -> Any:
     if result.val_losses is not None:
         fig.add_trace(go.Scatter(x=result.lrs, y=result.val_losses, name="val loss",
                                  line={"color": "#17becf", "width": 2.5}))  # fmt: skip
-    for k, (name, lr) in enumerate(result.suggestions.items()):
-        if lr is None:
-            continue
-        main = name == result.method
-        fig.add_vline(
-            x=lr,
-            line={
-                "color": COLORS.get(name, "black"),
-                "dash": "solid" if main else "dash",
-                "width": 3 if main else 1.5,
-            },
-            annotation_text=f"{name} {lr:.2g}",
-            annotation_position="top",
-            annotation_yshift=-16 * k,  # staggered, so that close suggestions stay legible
-        )
+    marks = finder_marks(result)
+    for (label, lr, color, main), (height, side) in zip(
+        marks, label_places([lr for _, lr, _, _ in marks]), strict=True
+    ):
+        fig.add_vline(x=lr, line={"color": color, "dash": "solid" if main else "dash",
+                                  "width": 3 if main else 1.5})  # fmt: skip
+        # On a log axis an annotation's x is log10(lr) (a shape's is lr): add_vline's own
+        # annotation put the labels at 10**lr, bunched at the right edge, away from their lines.
+        fig.add_annotation(
+            x=math.log10(lr), xref="x", y=height, yref="paper", text=label, showarrow=False,
+            textangle=-90, xanchor="left" if side == "left" else "right", yanchor="top",
+            font={"color": color, "size": 11}, bgcolor="rgba(255,255,255,0.75)",
+        )  # fmt: skip
     low = min(result.smoothed) if result.smoothed else 0.0
     top = max(result.smoothed[0], low) if result.smoothed else 1.0
     pad = 0.25 * abs(top - low) + 1e-9
     fig.update_layout(
-        title=f"LR range test — suggestion {result.suggestion:.3g} ({result.method})"
-        if result.suggestion is not None
-        else "LR range test — no suggestion",
+        title=f"LR range test — {result.suggestion_label}",
         xaxis={"type": "log", "title": "learning rate"},
         yaxis={"title": "loss", "range": [low - 0.4 * pad, top + pad]},
         height=460,
