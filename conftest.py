@@ -9,6 +9,7 @@ nothing in the working directory.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import torch
 from _pytest.doctest import DoctestItem
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+# the keras example runs on this torch (tensorflow is not a dependency); set before any import
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 def _loader(n: int, seed: int, shuffle: bool) -> DataLoader[Any]:
