@@ -69,6 +69,21 @@ def test_api_reference_documents_every_public_name() -> None:
     assert not missing, f"add '::: lrkit.NAME' to a page of docs/reference/ for {missing}"
 
 
+def test_frameworks_page_carries_the_readme_sections() -> None:
+    """docs/frameworks.md is README's "In your framework" (and its framework schedules), so a
+    page that fell back to a placeholder or lost a section fails here."""
+    page = (DOCS / "frameworks.md").read_text()
+    headings = set(re.findall(r"^## (.+)$", page, re.M))
+    wanted = {"Lightning", "Hugging Face", "accelerate", "Logging", "timm"}
+    missing = sorted((wanted | {"Schedules from your framework"}) - headings)
+    assert not missing, f"docs/frameworks.md lacks the sections {missing}"
+    readme = (ROOT / "README.md").read_text()
+    for name in sorted(wanted):  # each section's first code block is the README's
+        block = re.search(rf"^### {name}\n.*?```python\n(.*?)```", readme, re.M | re.S)
+        assert block is not None and block[1] in page, f"{name}: README's example not on the page"
+    assert "placeholder" not in page
+
+
 def test_getting_started_example_runs() -> None:
     index = (DOCS / "index.md").read_text()
     code = re.search(r"```python\n(.*?)\n```", index, re.S)[1]  # type: ignore[index]

@@ -1,9 +1,13 @@
 """lrkit: the learning-rate toolkit for PyTorch.
 
 >>> import lrkit
->>> res = lrkit.find_lr(model, optimizer, loader, criterion)  # doctest: +SKIP
->>> sched = lrkit.schedules.one_cycle(max_lr=res.suggestion, total_steps=1000)  # doctest: +SKIP
->>> torch_sched = lrkit.to_torch(optimizer, sched)                             # doctest: +SKIP
+>>> res = lrkit.find_lr(model, optimizer, loader, criterion, num_steps=30, progress=False)
+>>> res                                                                      # doctest: +ELLIPSIS
+FinderResult(suggestion=... [constant schedule, from auto], rules (raw): auto=..., stop='completed')
+>>> sched = lrkit.schedules.one_cycle(max_lr=res.suggestion, total_steps=1000)
+>>> torch_sched = lrkit.to_torch(optimizer, sched)
+>>> optimizer.param_groups[0]["lr"] == sched(0)
+True
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ Names are shared by every entry point, so live and post-hoc logs line up:
 Each metric name has its own x axis (``step``): TensorBoard and MLflow keep one series per
 name; the W&B adapter declares ``<prefix>/step`` as the x axis of ``<prefix>/*``.
 
->>> res.log("tensorboard", log_dir="runs/finder")                  # doctest: +SKIP
->>> fit(model, opt, train, loss, epochs=3, loggers=["mlflow"])     # doctest: +SKIP
+>>> from lrkit import find_lr, fit
+>>> res = find_lr(model, opt, train, loss, num_steps=20, progress=False)
+>>> res.log("tensorboard", log_dir="runs/finder")                  # doctest: +ELLIPSIS
+<lrkit.loggers.TensorBoardLogger object at ...>
+>>> history = fit(model, opt, train, loss, epochs=1, loggers=["tensorboard"], progress=False)
+
+``"mlflow"`` and ``"wandb"`` are used the same way (``res.log("mlflow", tracking_uri=...)``).
 """
 
 from __future__ import annotations

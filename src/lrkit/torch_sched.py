@@ -1,8 +1,11 @@
 """The adapter: any lrkit schedule as a real ``torch.optim.lr_scheduler.LRScheduler``.
 
->>> sched = to_torch(optimizer, one_cycle(max_lr=0.1, total_steps=1000))  # doctest: +SKIP
->>> for batch in loader:                                                  # doctest: +SKIP
-...     loss.backward(); optimizer.step(); sched.step()
+>>> from lrkit.schedules import one_cycle
+>>> sched = to_torch(optimizer, one_cycle(max_lr=0.1, total_steps=len(loader)))
+>>> for x, y in loader:
+...     optimizer.zero_grad(); criterion(model(x), y).backward(); optimizer.step(); sched.step()
+>>> sched.last_epoch, sched.get_last_lr()[0] < 1e-5      # the end of the cycle: ~max_lr / 25e4
+(16, True)
 """
 
 from __future__ import annotations

@@ -301,8 +301,12 @@ def fit(
     does is refused with a ``ValueError``, as PyTorch's ``OneCycleLR`` refuses to step past
     its end.
 
-    >>> history = fit(model, opt, train, nn.CrossEntropyLoss(), epochs=5,  # doctest: +SKIP
-    ...               schedule=schedules.one_cycle(0.1, 5 * len(train)), val_loader=val)
+    >>> history = fit(model, opt, train, nn.CrossEntropyLoss(), epochs=2, progress=False,
+    ...               schedule=schedules.one_cycle(0.1, 2 * len(train)), val_loader=val)
+    >>> [e["epoch"] for e in history.epochs], sorted(history.epochs[-1])
+    ([1, 2], ['accuracy', 'epoch', 'train_loss', 'val_loss'])
+    >>> history.stop_reason
+    'completed'
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1 (got {epochs!r})")

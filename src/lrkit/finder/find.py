@@ -102,8 +102,12 @@ def find_lr(
     too. Inside a gradient-sync-off window (a partial ``accumulate()``) the optimizer step is
     a no-op, so that is refused.
 
-    >>> res = find_lr(model, optimizer, loader, nn.CrossEntropyLoss())  # doctest: +SKIP
-    >>> res.suggestion, res.plot("finder.png")                         # doctest: +SKIP
+    >>> res = find_lr(model, optimizer, loader, nn.CrossEntropyLoss(), num_steps=30,
+    ...               progress=False)
+    >>> len(res.lrs), 1e-7 < res.suggestion < 10
+    (30, True)
+    >>> res.plot("finder.png")                    # doctest: +ELLIPSIS
+    <Figure size ... with 1 Axes>
     """
     config = FinderConfig(
         start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, smooth=smooth,

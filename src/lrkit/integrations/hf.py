@@ -13,9 +13,9 @@
 transformers is never imported here: a model can only be a ``PreTrainedModel`` once the user
 has imported it.
 
->>> from lrkit.integrations.hf import find_lr, use_schedule          # doctest: +SKIP
->>> res = find_lr(trainer)                                           # doctest: +SKIP
->>> use_schedule(trainer, schedules.one_cycle(res.suggestion, 1000))  # doctest: +SKIP
+>>> from lrkit.integrations.hf import find_lr, use_schedule
+>>> res = find_lr(trainer)  # needs a transformers Trainer and its model  # doctest: +SKIP
+>>> use_schedule(trainer, schedules.one_cycle(res.suggestion, 1000))  # a Trainer  # doctest: +SKIP
 """
 
 from __future__ import annotations

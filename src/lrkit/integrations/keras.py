@@ -1,10 +1,12 @@
 """Keras 3: any lrkit schedule as a ``keras.optimizers.schedules.LearningRateSchedule``.
 
->>> import keras                                                   # doctest: +SKIP
+>>> import keras
 >>> from lrkit import schedules as S
 >>> from lrkit.integrations.keras import to_keras
->>> lr = to_keras(S.hf("cosine", 1e-3, 100, 1000))                 # doctest: +SKIP
->>> opt = keras.optimizers.AdamW(learning_rate=lr)                 # doctest: +SKIP
+>>> lr = to_keras(S.hf("cosine", 1e-3, 100, 1000))
+>>> opt = keras.optimizers.AdamW(learning_rate=lr)
+>>> round(float(lr(100)), 6)
+0.001
 
 The schedule's value at the optimizer's iteration count, exactly (a Python float, which the
 optimizer casts to its own dtype); it serializes through the schedule's spec, so a saved

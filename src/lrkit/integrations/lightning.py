@@ -5,9 +5,9 @@ The replacement for Lightning's ``Tuner.lr_find``: the same inputs (the module's
 test, suggestion and bit-exact restore. Lightning is imported only by :func:`LRFinder`;
 ``lightning.pytorch`` and ``pytorch_lightning`` both work.
 
->>> from lrkit.integrations.lightning import find_lr, LRFinder     # doctest: +SKIP
->>> res = find_lr(module, datamodule=dm)          # sets module.lr  # doctest: +SKIP
->>> trainer = Trainer(callbacks=[LRFinder()])     # at fit start     # doctest: +SKIP
+>>> from lrkit.integrations.lightning import find_lr, LRFinder
+>>> res = find_lr(module, datamodule=dm)  # sets module.lr; a Lightning Trainer  # doctest: +SKIP
+>>> trainer = Trainer(callbacks=[LRFinder()])  # finds at fit start; a Trainer  # doctest: +SKIP
 """
 
 from __future__ import annotations

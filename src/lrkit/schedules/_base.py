@@ -219,9 +219,18 @@ S = TypeVar("S", bound=Schedule)
 def renamed(**old_to_new: str) -> Callable[[type[S]], type[S]]:
     """Class decorator: accept the old keyword names for one release, warning with the new one.
 
-    >>> @renamed(lr="max_lr")  # doctest: +SKIP
+    >>> @renamed(rate="lr")
     ... @dataclass(frozen=True, repr=False)
-    ... class Cosine(Schedule): ...
+    ... class Flat(Schedule):
+    ...     lr: float = 0.1
+    ...     def lr_at(self, t: int) -> float:
+    ...         return self.lr
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     Flat(rate=0.5)(3)
+    0.5
+    >>> caught[0].category.__name__, "use lr=" in str(caught[0].message)
+    ('DeprecationWarning', True)
     """
 
     def decorate(cls: type[S]) -> type[S]:

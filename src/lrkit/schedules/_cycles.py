@@ -44,8 +44,10 @@ class OneCycle(Schedule):
 
     From ``start_lr = max_lr/div_factor`` up to ``max_lr`` over ``pct_start`` of the steps,
     then down to ``min_lr = start_lr/final_div_factor``; ``anneal`` is ``"cos"`` or
-    ``"linear"``. ``three_phase`` comes back down to the start before the final anneal. The
-    momentum schedule moves the other way, between ``max_momentum`` and ``min_momentum``.
+    ``"linear"``: a phase from ``a`` to ``b`` at fraction ``p`` of it is
+    ``b + (a - b) * (1 + cos(pi * p)) / 2`` or ``a + (b - a) * p``. ``three_phase`` comes
+    back down to the start before the final anneal. The momentum schedule moves the other
+    way, between ``max_momentum`` and ``min_momentum``.
     Both are a :func:`join` of :func:`anneal` phases, built with the schedule
     (``lr_phases``, ``momentum_phases``: derived, not parameters, so not in its spec).
     (Smith & Topin, "Super-Convergence", 2018.)
@@ -175,6 +177,10 @@ class Cyclic(Schedule):
     ``min_lr`` while the plain one rises; the momentum schedule is the inverted cyclic
     between ``min_momentum`` and ``max_momentum``. (Smith, "Cyclical Learning Rates", 2017.)
 
+    ``lr(t) = min_lr + (max_lr - min_lr) * h(t) * amp(t)``, where ``h`` rises linearly from
+    0 to 1 over ``up_steps`` and falls back over ``down_steps``, and ``amp`` is 1,
+    ``0.5 ** cycle`` (``triangular2``) or ``gamma ** t`` (``exp_range``).
+
     >>> from lrkit.schedules import cyclic
     >>> s = cyclic(min_lr=0.0, max_lr=1.0, up_steps=2, mode="triangular2")
     >>> [s(t) for t in range(9)]
@@ -257,7 +263,9 @@ class SGDR(Schedule):
     """Cosine annealing with warm restarts (Loshchilov & Hutter, "SGDR", 2017).
 
     Cycle ``i`` lasts ``cycle_steps * cycle_mult**i`` steps; within it the LR falls by half a
-    cosine from its peak to ``min_lr``. The peak of cycle ``i`` is
+    cosine from its peak to ``min_lr``,
+    ``lr = min_lr + (peak_i - min_lr) * (1 + cos(pi * t_cur / length_i)) / 2``, with ``t_cur``
+    the steps into the cycle. The peak of cycle ``i`` is
     ``min_lr + (max_lr - min_lr) * cycle_decay**i`` (``decay_mode="span"``, Keras' ``m_mul``)
     or ``max_lr * cycle_decay**i`` (``"peak"``, timm's ``cycle_decay``). ``cycle_decay=1`` is
     PyTorch's CosineAnnealingWarmRestarts (``T_0``, ``T_mult``). ``k_decay`` bends the cosine:

@@ -141,7 +141,14 @@ def hf(
     their last value, while some of HF's lambdas keep moving (a cosine rises again).
     ``"reduce_lr_on_plateau"`` is ``constant(max_lr)``: pass the plateau's options to
     :class:`lrkit.ReduceOnPlateau` and it to :func:`lrkit.to_torch` (``plateau=``).
-    ``"greedy"`` (GreedyLR) adapts to the loss and has no closed form.
+    ``"greedy"`` (GreedyLR) adapts to the loss and has no closed form. Each other name is a
+    composition of lrkit schedules (its repr says which), so its formula is theirs: e.g.
+    ``"linear"`` is ``max_lr * t / w`` for ``t < w = num_warmup_steps``, then
+    ``max_lr * (T - t) / (T - w)`` with ``T = num_training_steps``:
+
+    >>> s = hf("linear", max_lr=1.0, num_warmup_steps=2, num_training_steps=10)
+    >>> [s(t) for t in (1, 2, 6, 10)]
+    [0.5, 1.0, 0.5, 0.0]
 
     >>> hf("constant_with_warmup", max_lr=0.1, num_warmup_steps=10)
     warmup(schedule=constant(lr=0.1), warmup_steps=10, start_factor=0.0)
@@ -267,7 +274,9 @@ def timm_cosine(
     The warmup runs linearly from ``warmup_lr_init`` to ``max_lr`` over ``warmup_t``; without
     ``warmup_prefix`` it overlaps the first steps of the cosine (which then starts at
     ``warmup_t`` into its first cycle), with it the cosine starts after it. Cycle ``i`` peaks
-    at ``max_lr * cycle_decay**i`` and lasts ``t_initial * cycle_mul**i``; after
+    at ``max_lr * cycle_decay**i`` and lasts ``t_initial * cycle_mul**i``; within it
+    ``lr = lr_min + (peak_i - lr_min) * (1 + cos(pi * (t_cur / length_i) ** k_decay)) / 2``;
+    after
     ``cycle_limit`` cycles the LR is ``lr_min``. timm's ``lr_scale`` per param group is
     honoured by :func:`lrkit.to_torch`. Not covered: ``cycle_mul < 1`` and the noise options.
 

@@ -24,7 +24,12 @@ from lrkit.schedules._base import (
 
 @dataclass(frozen=True, repr=False)
 class Constant(Schedule):
-    """``lr`` at every step."""
+    """``lr`` at every step: ``lr(t) = lr``.
+
+    >>> s = constant(0.1)
+    >>> s(0), s(1000)
+    (0.1, 0.1)
+    """
 
     name: ClassVar[str] = "constant"
     lr: float
@@ -141,7 +146,12 @@ class Step(Schedule):
 @renamed(lr="start_lr")
 @dataclass(frozen=True, repr=False)
 class MultiStep(Schedule):
-    """``start_lr * gamma ** (number of milestones <= t)`` (PyTorch's MultiStepLR)."""
+    """``start_lr * gamma ** (number of milestones <= t)`` (PyTorch's MultiStepLR).
+
+    >>> s = multistep(start_lr=1.0, gamma=0.1, milestones=[2, 4])
+    >>> [s(t) for t in range(5)]
+    [1.0, 1.0, 0.1, 0.1, 0.010000000000000002]
+    """
 
     name: ClassVar[str] = "multistep"
     start_lr: float
@@ -212,6 +222,13 @@ class Polynomial(Schedule):
     Without ``cycle`` the step is capped at ``total_steps``; with it the horizon grows to the
     next multiple of ``total_steps`` (``total_steps * ceil(t/total_steps)``, at least
     ``total_steps``), as in Keras. ``min_lr=0`` is PyTorch's PolynomialLR.
+
+    >>> s = polynomial(max_lr=1.0, min_lr=0.0, total_steps=4, power=2.0)
+    >>> [s(t) for t in range(6)]
+    [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
+    >>> s = polynomial(max_lr=1.0, min_lr=0.0, total_steps=4, power=2.0, cycle=True)
+    >>> [round(s(t), 4) for t in (4, 5, 6)]  # from t=5 the horizon is 8
+    [0.0, 0.1406, 0.0625]
     """
 
     name: ClassVar[str] = "polynomial"

@@ -3,7 +3,12 @@
 Post hoc, from the store alone, so any sweep (any executor, resumed or not) can be browsed in
 TensorBoard's HParams view, MLflow's run table or W&B's parallel coordinates:
 
->>> mirror("runs/digits", "mlflow", tracking_uri="sqlite:///mlflow.db")  # doctest: +SKIP
+>>> import lrkit
+>>> res = lrkit.sweep("digits-mlp", lrs=[0.1], epochs=1, store="runs/digits", progress=False)
+>>> len(mirror("runs/digits", "tensorboard", log_dir="runs/tb"))  # one TensorBoard run per run
+1
+
+``mirror("runs/digits", "mlflow", tracking_uri="sqlite:///mlflow.db")`` fills an MLflow store.
 """
 
 from __future__ import annotations

@@ -117,8 +117,11 @@ class Task:
         ``schedule`` is a name or spec filled with ``lr`` (:meth:`schedule_for`), or a
         ready :class:`~lrkit.schedules.Schedule` (then leave ``lr`` out).
 
-        >>> task = get_task("digits-mlp")                                # doctest: +SKIP
-        >>> history = task.fit(0.1, schedule="one_cycle", epochs=2)     # doctest: +SKIP
+        >>> from lrkit.tasks import get_task
+        >>> task = get_task("digits-mlp")
+        >>> history = task.fit(0.1, schedule="one_cycle", epochs=2, progress=False)
+        >>> [e["epoch"] for e in history.epochs], history.stop_reason
+        ([1, 2], 'completed')
         """
         from lrkit.train import fit
 
