@@ -219,6 +219,7 @@ def wandb_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def wandb_records(run_dir: Path) -> list[Any]:
     """The records of an offline run's ``.wandb`` file (a LevelDB-style log of protobufs)."""
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2
 
     paths = list(run_dir.glob("*.wandb"))
@@ -232,10 +233,15 @@ def wandb_records(run_dir: Path) -> list[Any]:
         if block - pos % block < 7 or kind == 0:  # zero padding to the end of the block
             pos += block - pos % block
             continue
+        if pos + 7 + length > len(data):  # the writer is still mid-record: read it later
+            break
         chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):  # a full record, or the last piece of one
-            out.append(wandb_internal_pb2.Record.FromString(pending))
+            try:
+                out.append(wandb_internal_pb2.Record.FromString(pending))
+            except DecodeError:  # a record still being written: what came before is whole
+                break
     return out
 
 
