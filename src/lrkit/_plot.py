@@ -186,7 +186,7 @@ def plot_schedule(
     return fig
 
 
-def _running_mean(values: list[float], window: int) -> list[float]:
+def running_mean(values: list[float], window: int) -> list[float]:
     out, total = [], 0.0
     for i, v in enumerate(values):
         total += v
@@ -207,7 +207,7 @@ def plot_histories(
     ax_step, ax_loss, ax_metric = fig.subplots(1, 3)
     for label, h in histories.items():
         window = max(len(h.step_loss) // 50, 1)
-        (line,) = ax_step.plot(_running_mean(h.step_loss, window), lw=1.2, label=label)
+        (line,) = ax_step.plot(running_mean(h.step_loss, window), lw=1.2, label=label)
         epochs = [e["epoch"] for e in h.epochs]
         if h.epochs and "val_loss" in h.epochs[0]:
             ax_loss.plot(epochs, [e["val_loss"] for e in h.epochs], "o-", color=line.get_color())

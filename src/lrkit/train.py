@@ -174,7 +174,10 @@ def _check_length(schedule: Any, run_steps: int | None, epochs: int) -> None:
     )
 
 
-def _metrics(metrics: Sequence[str | Metric] | None, step_fn: StepFn | None) -> dict[str, Metric]:
+def resolve_metrics(
+    metrics: Sequence[str | Metric] | None, step_fn: StepFn | None
+) -> dict[str, Metric]:
+    """Metric names or functions → ``{name: function}`` (``fit`` and ``fit_many`` share it)."""
     if metrics is None:
         metrics = () if step_fn is not None else ("accuracy",)
     if metrics and step_fn is not None:
@@ -314,7 +317,7 @@ def fit(
         raise ValueError("pass criterion (loss = criterion(model(x), y)) or step_fn(model, batch)")
     if criterion is not None and step_fn is not None:
         raise ValueError("pass criterion or step_fn, not both: step_fn computes the loss itself")
-    metric_fns = _metrics(metrics, step_fn)
+    metric_fns = resolve_metrics(metrics, step_fn)
     if _metric_name(metric) in metric_fns:
         raise ValueError(f"metric and metrics both name {_metric_name(metric)!r}; rename one")
     if metric is not None and val_loader is None:

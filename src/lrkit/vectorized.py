@@ -33,7 +33,7 @@ from lrkit.optimizers import (
     check_name,
 )
 from lrkit.schedules import Schedule, for_run
-from lrkit.train import History, Metric, _metrics
+from lrkit.train import History, Metric, resolve_metrics
 
 __all__ = ["fit_many"]
 
@@ -168,7 +168,7 @@ def fit_many(
     for lr in lrs:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"every lr must be a finite number > 0 (got {lr!r})")
-    metric_fns = _metrics(metrics, step_fn)
+    metric_fns = resolve_metrics(metrics, step_fn)
     k = len(lrs)
     per_member = member_loaders is not None
     if per_member == (train_loader is not None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from lrkit._plot import _running_mean, finder_marks, label_places
+from lrkit._plot import finder_marks, label_places, running_mean
 from lrkit.report.html import require_plotly
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def history_figure(histories: dict[str, History], metric: str = "accuracy") -> A
     for i, (label, h) in enumerate(histories.items()):
         color = palette[i % len(palette)]
         window = max(len(h.step_loss) // 50, 1)
-        fig.add_trace(go.Scatter(y=_running_mean(h.step_loss, window), name=label,
+        fig.add_trace(go.Scatter(y=running_mean(h.step_loss, window), name=label,
                                  legendgroup=label, line={"color": color}), 1, 1)  # fmt: skip
         epochs = [e["epoch"] for e in h.epochs]
         if h.epochs and "val_loss" in h.epochs[0]:
