@@ -60,4 +60,37 @@ def _doctest_names(
         val=val,
         val_loader=val,
     )
+    name = request.node.name
+    if name.startswith("lrkit.integrations.lightning"):
+        doctest_namespace.update(_lightning_names())
+    elif name.startswith("lrkit.integrations.hf"):
+        doctest_namespace.update(_hf_names(tmp_path))
     request.getfixturevalue("monkeypatch").chdir(tmp_path)
+
+
+def _lightning_names() -> dict[str, Any]:
+    """A tiny LightningModule, its datamodule, and a quiet one-epoch CPU ``Trainer``."""
+    import functools
+    import warnings
+
+    import lightning.pytorch as L
+    from tests.test_integrations_lightning import DataModule, Module
+
+    # Lightning's own notices about a tiny CPU run (workers, log intervals) and torch's pytree
+    # deprecation it trips: third-party, not lrkit behaviour (pytest resets filters per test)
+    warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+    warnings.filterwarnings("ignore", category=UserWarning, module="lightning_fabric")
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
+    trainer = functools.partial(
+        L.Trainer, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    return {"module": Module(), "dm": DataModule(), "Trainer": trainer}
+
+
+def _hf_names(tmp_path: Path) -> dict[str, Any]:
+    """A Hugging Face ``Trainer`` on a tiny BERT built from its config (no download)."""
+    from tests.test_integrations_hf import trainer
+
+    return {"trainer": trainer(tmp_path / "hf")}

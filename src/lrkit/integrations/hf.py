@@ -14,8 +14,10 @@ transformers is never imported here: a model can only be a ``PreTrainedModel`` o
 has imported it.
 
 >>> from lrkit.integrations.hf import find_lr, use_schedule
->>> res = find_lr(trainer)  # needs a transformers Trainer and its model  # doctest: +SKIP
->>> use_schedule(trainer, schedules.one_cycle(res.suggestion, 1000))  # a Trainer  # doctest: +SKIP
+>>> res = find_lr(trainer)  # the Trainer's model, optimizer, data and loss; all restored
+>>> torch_sched = use_schedule(trainer, schedules.one_cycle(res.suggestion, 1000))
+>>> trainer.lr_scheduler is torch_sched  # the Trainer steps it, checkpoints it, resumes it
+True
 """
 
 from __future__ import annotations

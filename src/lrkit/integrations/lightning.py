@@ -6,8 +6,11 @@ test, suggestion and bit-exact restore. Lightning is imported only by :func:`LRF
 ``lightning.pytorch`` and ``pytorch_lightning`` both work.
 
 >>> from lrkit.integrations.lightning import find_lr, LRFinder
->>> res = find_lr(module, datamodule=dm)  # sets module.lr; a Lightning Trainer  # doctest: +SKIP
->>> trainer = Trainer(callbacks=[LRFinder()])  # finds at fit start; a Trainer  # doctest: +SKIP
+>>> res = find_lr(module, datamodule=dm)  # sets module.lr
+>>> module.lr == res.suggestion
+True
+>>> trainer = Trainer(callbacks=[LRFinder()])  # finds at fit start
+>>> trainer.fit(module, datamodule=dm)
 """
 
 from __future__ import annotations
