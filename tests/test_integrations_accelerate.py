@@ -47,15 +47,20 @@ def prepared(
     return acc, model, opt, loader
 
 
+def plain_range_test() -> lrkit.FinderResult:
+    """The same range test without accelerate: the reference the accelerated runs must match."""
+    plain = make_model()
+    return lrkit.find_lr(plain, torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9),
+                         DataLoader(make_data(), batch_size=32, shuffle=True),
+                         nn.CrossEntropyLoss(), num_steps=30, seed=0, progress=False)  # fmt: skip
+
+
 def test_backward_goes_through_the_accelerator_scaler() -> None:
     acc, model, opt, loader = prepared(init_scale=2.0**10)
     # before: loss.backward() unscaled, then the scaler's step: "Attempted step but _scale is None"
     res = lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), num_steps=30, seed=0,
                         accelerator=acc, progress=False)  # fmt: skip
-    plain = make_model()
-    ref = lrkit.find_lr(plain, torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9),
-                        DataLoader(make_data(), batch_size=32, shuffle=True),
-                        nn.CrossEntropyLoss(), num_steps=30, seed=0, progress=False)  # fmt: skip
+    ref = plain_range_test()
     assert len(res.curves[0].lrs) == len(ref.curves[0].lrs)
     assert res.curves[0].losses == pytest.approx(ref.curves[0].losses, rel=1e-4)
 
@@ -94,10 +99,7 @@ def test_the_accelerators_accumulation_does_not_shrink_the_finders_gradients() -
     acc, model, opt, loader = prepared(gradient_accumulation_steps=4)
     res = lrkit.find_lr(model, opt, loader, nn.CrossEntropyLoss(), num_steps=30, seed=0,
                         accelerator=acc, progress=False)  # fmt: skip
-    plain = make_model()
-    ref = lrkit.find_lr(plain, torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9),
-                        DataLoader(make_data(), batch_size=32, shuffle=True),
-                        nn.CrossEntropyLoss(), num_steps=30, seed=0, progress=False)  # fmt: skip
+    ref = plain_range_test()
     assert res.curves[0].losses == pytest.approx(ref.curves[0].losses, rel=1e-5)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "describe_groups",
     "freeze",
     "layer_groups",
+    "lr_scales",
     "param_groups",
     "unfreeze",
 ]
@@ -141,6 +142,19 @@ def _split(model: nn.Module, splitter: Splitter) -> list[Unit]:
         label = "+".join(names.get(id(m), type(m).__name__) for m in members)
         units.append((label, members))
     return units
+
+
+def lr_scales(param_groups: Sequence[Mapping[str, Any]]) -> list[float] | None:
+    """Each group's ``lr_scale`` (1 where missing) when any group carries one, else ``None``.
+
+    timm's convention, which :func:`param_groups` also writes: a scheduler sets a group's LR to
+    ``value * lr_scale``, and the groups' own LRs are not consulted. :func:`lrkit.to_torch`
+    and :func:`lrkit.find_lr` follow it through this one function, so neither can apply the
+    scale on top of the LR ratios.
+    """
+    if not any("lr_scale" in g for g in param_groups):
+        return None
+    return [float(g.get("lr_scale", 1.0)) for g in param_groups]
 
 
 def _default_units(model: nn.Module) -> list[Unit]:

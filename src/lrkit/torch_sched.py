@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from lrkit.groups import lr_scales
 from lrkit.plateau import ReduceOnPlateau
 from lrkit.schedules import Schedule, parse
 from lrkit.schedules._base import excerpt, integer, shorten
@@ -104,9 +105,9 @@ class ScheduleLR(LRScheduler):
         """Each group's share of the schedule's value: its ``lr_scale`` when any group carries
         one (timm's convention, the groups' own LRs then ignored), else its base LR over the
         largest (``scale_groups``), else 1."""
-        groups = self.optimizer.param_groups
-        if any("lr_scale" in g for g in groups):
-            return [float(g.get("lr_scale", 1.0)) for g in groups]
+        scales = lr_scales(self.optimizer.param_groups)
+        if scales is not None:
+            return scales
         base = [float(b) for b in self.base_lrs]
         top = max(base)
         if not self.scale_groups or top <= 0:

@@ -16,6 +16,7 @@ from lrkit.finder.batched import run_batched
 from lrkit.finder.config import FinderConfig, Mode, check_inputs, chosen_groups
 from lrkit.finder.result import Curve, FinderResult
 from lrkit.finder.serial import cycle, run_serial
+from lrkit.groups import lr_scales
 from lrkit.suggest import METHODS, Suggestion, summarize
 
 __all__ = ["find_lr"]
@@ -122,11 +123,8 @@ def find_lr(
     step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
-    groups = optimizer.param_groups
-    if any("lr_scale" in g for g in groups):  # timm's convention: the scale is the share
-        group_lrs = [float(g.get("lr_scale", 1.0)) for g in groups]
-    else:
-        group_lrs = [float(g["lr"]) for g in groups]
+    scales = lr_scales(optimizer.param_groups)  # timm's convention: the scale is the share
+    group_lrs = scales or [float(g["lr"]) for g in optimizer.param_groups]
     top = max(group_lrs)
     ratios: list[float | None] = [lr / top if top > 0 else 1.0 for lr in group_lrs]
     if group is not None:

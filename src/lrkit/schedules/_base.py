@@ -42,6 +42,12 @@ def fail(name: str, value: object, rule: str, fix: str = "") -> NoReturn:
     raise ValueError(f"{name} must be {rule} (got {excerpt(value)}){'; ' + fix if fix else ''}")
 
 
+def floor_below_top(min_lr: float, max_lr: float) -> None:
+    """Refuse a floor above the top: ``min_lr`` must be ``<= max_lr``."""
+    if min_lr > max_lr:
+        fail("min_lr", min_lr, f"<= max_lr ({max_lr})")
+
+
 def number(name: str, value: object, rule: str = "a number") -> float:
     """``value`` as a plain ``int`` or ``float``; numpy scalars are converted, bools refused.
 

@@ -12,6 +12,7 @@ from lrkit.schedules._base import (
     Schedule,
     choice,
     fail,
+    floor_below_top,
     fraction,
     integer,
     interpolate,
@@ -307,8 +308,7 @@ class SGDR(Schedule):
                 "a number >= 1",
                 "1 keeps every cycle as long as cycle_steps",
             )
-        if self.min_lr > self.max_lr:
-            fail("min_lr", self.min_lr, f"<= max_lr ({self.max_lr})")
+        floor_below_top(self.min_lr, self.max_lr)
         choice("decay_mode", self.decay_mode, ("span", "peak"))
         if self.cycle_limit is not None:
             store(self, cycle_limit=integer("cycle_limit", self.cycle_limit))
@@ -386,8 +386,7 @@ class WSD(Schedule):
         )
         choice("decay_shape", self.decay_shape, ("linear", "cosine", "sqrt"))
         choice("warmup_shape", self.warmup_shape, ("linear", "cosine", "sqrt"))
-        if self.min_lr > self.max_lr:
-            fail("min_lr", self.min_lr, f"<= max_lr ({self.max_lr})")
+        floor_below_top(self.min_lr, self.max_lr)
         if self.warmup_steps > self.decay_start:
             fail(
                 "warmup_steps",

@@ -11,6 +11,7 @@ from lrkit.schedules._base import (
     Schedule,
     choice,
     fail,
+    floor_below_top,
     integer,
     integers,
     interpolate,
@@ -246,8 +247,7 @@ class Polynomial(Schedule):
             total_steps=integer("total_steps", self.total_steps),
             power=positive("power", self.power),
         )
-        if self.min_lr > self.max_lr:
-            fail("min_lr", self.min_lr, f"<= max_lr ({self.max_lr})")
+        floor_below_top(self.min_lr, self.max_lr)
 
     def lr_at(self, t: int) -> float:
         horizon = self.total_steps
@@ -288,8 +288,7 @@ class Cosine(Schedule):
             total_steps=integer("total_steps", self.total_steps),
             min_lr=non_negative("min_lr", self.min_lr),
         )
-        if self.min_lr > self.max_lr:
-            fail("min_lr", self.min_lr, f"<= max_lr ({self.max_lr})")
+        floor_below_top(self.min_lr, self.max_lr)
 
     def lr_at(self, t: int) -> float:
         pct = min(t, self.total_steps) / self.total_steps
