@@ -171,6 +171,9 @@ def check_range_test(optimizer: torch.optim.Optimizer) -> None:
     largest LR so far (and its ``warmup_steps`` rescales every LR): a rising-LR curve does not
     describe a run at one LR.
     """
+    inner = getattr(optimizer, "optimizer", None)  # accelerate's AcceleratedOptimizer
+    if isinstance(inner, torch.optim.Optimizer):
+        optimizer = inner
     package = _package(optimizer)
     name = type(optimizer).__name__
     if package == "prodigyopt":
