@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lrkit.optimizers import DEFAULT_LRS, OPTIMIZERS
 from lrkit.sweeps import Store
 from lrkit.sweeps.executors import EXECUTORS
 
@@ -100,6 +101,7 @@ DataDir = Annotated[
 ]
 Fold = Annotated[int | None, typer.Option(help="Cross-validation fold to validate on.")]
 Folds = Annotated[int, typer.Option(help="Number of cross-validation folds.")]
+OPTIMIZER_HELP = ", ".join(OPTIMIZERS)
 Seed = Annotated[int, typer.Option(help="Seed for model init and data order.")]
 
 
@@ -119,6 +121,14 @@ def find(
     data_dir: DataDir = None,
     fold: Fold = None,
     n_folds: Folds = 5,
+    optimizer_name: Annotated[
+        str | None,
+        typer.Option(
+            "--optimizer",
+            help="sgd, adam, adamw or nadam (default: the task's); prodigy and schedulefree_* "
+            "are refused (their LR is not one a range test can locate).",
+        ),
+    ] = None,
 ) -> None:
     """Run the LR range test on TASK; print the suggestions, save the curve and its plot."""
     from lrkit.finder import find_lr
@@ -126,7 +136,7 @@ def find(
 
     t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
     model = t.make_model(seed)
-    optimizer = t.make_optimizer(model)
+    optimizer = t.make_optimizer(model, optimizer=optimizer_name)
     result = find_lr(
         model, optimizer, t.train_loader(seed), t.criterion, start_lr=start_lr,
         end_lr=end_lr, num_steps=steps, mode=mode, runs=runs, seed=seed,  # type: ignore[arg-type]
@@ -198,7 +208,13 @@ def schedule(
 @user_errors
 def train(
     task: TaskArg,
-    lr: Annotated[float, typer.Option(help="Learning rate (max LR of a schedule).")],
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Learning rate (max LR of a schedule). Required, except for prodigy, "
+            "schedulefree_adamw and schedulefree_sgd, which default to their documented LR."
+        ),
+    ] = None,
     schedule: Annotated[
         str,
         typer.Option(
@@ -208,7 +224,7 @@ def train(
     ] = "constant",
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the task's).")] = None,
     optimizer: Annotated[
-        str | None, typer.Option(help="sgd, adam, adamw or nadam (default: the task's).")
+        str | None, typer.Option(help=OPTIMIZER_HELP + " (default: the task's).")
     ] = None,
     seed: Seed = 0,
     output: Annotated[
@@ -223,9 +239,18 @@ def train(
     from lrkit.tasks import get_task
 
     t = get_task(task, data_dir=data_dir, fold=fold, n_folds=n_folds, seed=seed)
-    sched = t.schedule_for(schedule, lr, epochs)
-    history = t.fit(schedule=sched, optimizer=optimizer, seed=seed, epochs=epochs)
-    console.print(f"{t.name}: {sched.to_spec()}", highlight=False, markup=False)
+    name = optimizer or t.optimizer
+    run_lr = lr if lr is not None else t.default_lr(name) if name in DEFAULT_LRS else None
+    if run_lr is None:
+        raise ValueError(
+            f"--lr is needed for {name} (only {', '.join(DEFAULT_LRS)} have a documented "
+            "default LR)"
+        )
+    sched = t.schedule_for(schedule, run_lr, epochs)
+    history = t.fit(lr, schedule=schedule, optimizer=name, seed=seed, epochs=epochs)
+    console.print(f"{t.name}: {name}, {sched.to_spec()}", highlight=False, markup=False)
+    for caveat in history.caveats:
+        console.print(f"[yellow]caveat:[/] {escape(caveat)}")
     table = Table()
     for column in history.epochs[0] if history.epochs else ["epoch"]:
         table.add_column(column, justify="right")

@@ -1,14 +1,22 @@
 """The optimizers lrkit knows, in one table: name → torch class, defaults, batched twin.
 
-``OPTIMIZERS`` maps each name (``sgd``, ``adam``, ``adamw``, ``nadam``) to its
-``torch.optim`` class; :class:`BatchedOptimizer` is the same update rule on K members'
-stacked parameters ``{name: [K, ...]}`` (same defaults, same bias corrections), each member
-with its own LR and a mask that freezes diverged members; :func:`batched_twin` reads a
-torch optimizer's name and options back. Depends on torch only.
+``OPTIMIZERS`` maps each name to the class a plain run builds: ``sgd``, ``adam``, ``adamw``,
+``nadam`` (``torch.optim``), and the learning-rate-free optimizers from optional extras,
+imported when first built: ``prodigy`` (``prodigyopt.Prodigy``, extra ``prodigy``),
+``schedulefree_adamw`` and ``schedulefree_sgd`` (``schedulefree.AdamWScheduleFree`` and
+``SGDScheduleFree``, extra ``schedulefree``). :data:`DEFAULT_LRS` holds the LR their
+documentation recommends, used when the caller gives none. :class:`BatchedOptimizer` is
+the torch four's update rule on K members' stacked parameters ``{name: [K, ...]}`` (same
+defaults, same bias corrections), each member with its own LR and a mask that freezes
+diverged members; :func:`batched_twin` reads a torch optimizer's name and options back.
+Depends on torch only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,21 +25,80 @@ from torch import Tensor
 
 __all__ = [
     "DEFAULTS",
+    "DEFAULT_LRS",
     "OPTIMIZERS",
     "TORCH_NAMES",
     "BatchedOptimizer",
     "OptimizerFactory",
     "batched_twin",
+    "check_batched",
     "check_name",
+    "check_range_test",
+    "is_schedule_free",
+    "lr_free_note",
 ]
+
+
+class _FromExtra:
+    """An optimizer class from an optional package, imported when first built; a missing
+    package is an ImportError naming lrkit's extra that installs it."""
+
+    def __init__(self, name: str, module: str, attr: str, extra: str) -> None:
+        self.name, self.module, self.attr, self.extra = name, module, attr, extra
+        self.__name__ = attr
+
+    def load(self) -> type[torch.optim.Optimizer]:
+        try:
+            module = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise ImportError(
+                f"optimizer {self.name!r} needs the {self.module} package: "
+                f'pip install "lrkit[{self.extra}]"'
+            ) from exc
+        cls: type[torch.optim.Optimizer] = getattr(module, self.attr)
+        return cls
+
+    def __call__(self, params: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        cls = self.load()
+        # Prodigy prints a line when weight decay is on; lrkit's output (and --json) stays clean.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return cls(params, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{self.module}.{self.attr}"
+
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "nadam": torch.optim.NAdam,
+    "prodigy": _FromExtra("prodigy", "prodigyopt", "Prodigy", "prodigy"),
+    "schedulefree_adamw": _FromExtra(
+        "schedulefree_adamw", "schedulefree", "AdamWScheduleFree", "schedulefree"
+    ),
+    "schedulefree_sgd": _FromExtra(
+        "schedulefree_sgd", "schedulefree", "SGDScheduleFree", "schedulefree"
+    ),
 }
-"""Every optimizer by lrkit's name: the torch class a plain run builds."""
+"""Every optimizer by lrkit's name: the class a plain run builds (``prodigy`` and the
+``schedulefree_*`` ones imported from their extras when first built)."""
+
+DEFAULT_LRS: dict[str, float] = {
+    "prodigy": 1.0,
+    "schedulefree_adamw": 0.0025,
+    "schedulefree_sgd": 1.0,
+}
+"""The LR each learning-rate-free optimizer's documentation gives as its default, used when
+the caller gives none. Prodigy's ``lr`` is a multiplier on its own estimate of the step size
+("leave LR set to 1 unless you encounter instability"); Schedule-Free's is a real LR (its
+docs: 1x-10x the scheduled AdamW LR, 10x-50x the classical SGD LR, and tuning helps)."""
+
+_LR_MEANING = {
+    "prodigy": "a multiplier on Prodigy's own step-size estimate",
+    "schedulefree_adamw": "Schedule-Free AdamW's documented default",
+    "schedulefree_sgd": "Schedule-Free SGD's documented default",
+}
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False},
@@ -42,9 +109,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 """The options the batched twin implements, with torch.optim's defaults."""
 
 TORCH_NAMES: dict[str, str] = {
-    getattr(cls, "__name__", name): name for name, cls in OPTIMIZERS.items()
+    getattr(OPTIMIZERS[name], "__name__", name): name for name in DEFAULTS
 }
-"""torch class name (``"SGD"``) → lrkit's name (``"sgd"``)."""
+"""torch class name (``"SGD"``) → lrkit's name (``"sgd"``), for the names with a batched twin."""
 
 OptimizerFactory = Callable[[Iterable[Any], float], torch.optim.Optimizer]
 """``factory(params, lr) -> torch.optim.Optimizer``, e.g. ``lambda p, lr: SGD(p, lr, 0.9)``."""
@@ -55,6 +122,76 @@ def check_name(name: object, argument: str = "optimizer") -> str:
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValueError(f"{argument} must be one of {', '.join(OPTIMIZERS)} (got {name!r})")
     return name
+
+
+def check_batched(
+    name: str, who: str = "the batched computation", fix: str = "train each run with lrkit.fit"
+) -> str:
+    """``name`` when it has a batched twin (:data:`DEFAULTS`), else a ValueError naming
+    ``who`` cannot run it and ``fix``."""
+    if name not in DEFAULTS:
+        raise ValueError(
+            f"{who} runs {', '.join(DEFAULTS)} (they have a batched twin); {name} has none: {fix}"
+        )
+    return name
+
+
+def lr_free_note(name: str) -> str:
+    """What a run of ``name`` (a key of :data:`DEFAULT_LRS`) says when it took the default."""
+    return (
+        f"lr not given: {name} ran at lr={DEFAULT_LRS[name]:g}, {_LR_MEANING[name]} "
+        "(pass lr to choose it)"
+    )
+
+
+def _package(optimizer: torch.optim.Optimizer) -> str:
+    return type(optimizer).__module__.partition(".")[0]
+
+
+def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` keeps Schedule-Free's two points (``train()`` puts the
+    interpolation y in the parameters, ``eval()`` the average x), as every optimizer of the
+    ``schedulefree`` package except the closure forms does."""
+    groups = optimizer.param_groups
+    return (
+        bool(groups)
+        and "train_mode" in groups[0]
+        and callable(getattr(optimizer, "train", None))
+        and callable(getattr(optimizer, "eval", None))
+    )
+
+
+def check_range_test(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse an optimizer a learning-rate range test cannot measure, with the reason.
+
+    Prodigy's ``lr`` multiplies its own estimate of the step size, which it grows during the
+    run: a range test would sweep the multiplier against a moving estimate, not a learning
+    rate. Schedule-Free's loss during training is measured at the interpolation point y,
+    while the weights it is evaluated with are the average x, whose weights depend on the
+    largest LR so far (and its ``warmup_steps`` rescales every LR): a rising-LR curve does not
+    describe a run at one LR.
+    """
+    inner = getattr(optimizer, "optimizer", None)  # accelerate's AcceleratedOptimizer
+    if isinstance(inner, torch.optim.Optimizer):
+        optimizer = inner
+    package = _package(optimizer)
+    name = type(optimizer).__name__
+    if package == "prodigyopt":
+        raise ValueError(
+            f"find_lr cannot range-test {name}: its lr multiplies Prodigy's own step-size "
+            "estimate, which adapts during the run, so the curve would not locate a learning "
+            "rate. Run Prodigy at its default lr=1.0 (lrkit.fit, Task.fit(optimizer='prodigy')) "
+            "or find an LR for another optimizer (e.g. adamw)"
+        )
+    if package == "schedulefree" or is_schedule_free(optimizer):
+        raise ValueError(
+            f"find_lr cannot range-test {name}: Schedule-Free's training loss is measured at "
+            "its interpolation point while it is evaluated at the average of the iterates, "
+            "weighted by the largest LR so far, so a rising-LR curve does not describe a run at "
+            "one LR. Start from its documented default (schedulefree_adamw 0.0025, "
+            "schedulefree_sgd 1.0) or sweep its LR (lrkit.sweep(..., "
+            "optimizers=('schedulefree_adamw',)))"
+        )
 
 
 class BatchedOptimizer:
@@ -71,7 +208,7 @@ class BatchedOptimizer:
     """
 
     def __init__(self, name: str, params: dict[str, Tensor], **kwargs: Any) -> None:
-        check_name(name)
+        check_batched(check_name(name))
         unknown = sorted(set(kwargs) - set(DEFAULTS[name]))
         if unknown:
             raise ValueError(

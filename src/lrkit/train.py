@@ -9,6 +9,7 @@ batches to the model's device, no hidden state.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import time
@@ -31,11 +32,16 @@ from lrkit._steps import (
     to_device,
 )
 from lrkit.loggers import FitLog, Logger
+from lrkit.optimizers import is_schedule_free
 from lrkit.plateau import ReduceOnPlateau
 from lrkit.schedules import Constant, Join, Polynomial, Scale, Schedule, Warmup, parse
 from lrkit.torch_sched import ScheduleLR, to_torch
 
-__all__ = ["METRICS", "History", "fit"]
+__all__ = ["BN_BATCHES", "METRICS", "History", "fit"]
+
+BN_BATCHES = 50
+"""Training batches Schedule-Free's BatchNorm recipe forwards to recompute the running
+statistics at the averaged weights (its README's number)."""
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 BatchMetric = Callable[[nn.Module, Any], float | torch.Tensor]
@@ -256,6 +262,73 @@ def _metric_name(batch_metric: BatchMetric | None) -> str | None:
     return "metric" if name == "<lambda>" else name
 
 
+def _is_constant(schedule: Any) -> bool:
+    """Whether ``schedule`` (``fit``'s argument) holds one LR: none, or a constant one."""
+    if schedule is None:
+        return True
+    if isinstance(schedule, ScheduleLR):
+        schedule = schedule.schedule if schedule.plateau is None else None
+    elif isinstance(schedule, (str, Mapping)):
+        schedule = parse(schedule)
+    return isinstance(schedule, Constant)
+
+
+def _schedule_free_caveat(schedule: Any) -> str:
+    spec = schedule.to_spec() if isinstance(schedule, Schedule) else type(schedule).__name__
+    if isinstance(schedule, (str, Mapping)):
+        spec = parse(schedule).to_spec()
+    return (
+        f"Schedule-Free needs no schedule (its averaging anneals, and warmup is its "
+        f"warmup_steps option); its docs allow one, and this run applied {spec} on top"
+    )
+
+
+def _to_average(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[Any],
+    step: StepFn,
+    device: torch.device,
+    loaders: LoaderRng,
+) -> None:
+    """Schedule-Free's switch to evaluation: parameters to the average x
+    (``optimizer.eval()``), then, when the model has BatchNorm layers, their running
+    statistics recomputed at x: up to :data:`BN_BATCHES` training batches forwarded in train
+    mode under ``no_grad`` (the recipe of Schedule-Free's README), averaged exactly (the
+    statistics are reset and the layers' momentum set to ``None`` for the pass, so a short
+    loader leaves nothing of the statistics at y). The pass gives every RNG (the loader's
+    order, dropout's) back its state, so that the rest of the run draws what it would have.
+    """
+    getattr(optimizer, "eval")()  # noqa: B009 (not on torch.optim.Optimizer's type)
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not norms:
+        return
+    rng = loaders.capture()
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the pass
+        model.train()
+        with torch.no_grad():
+            for raw in itertools.islice(loader, BN_BATCHES):
+                step(model, to_device(raw, device))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+        rng.apply()
+
+
+def _in_train_mode(optimizer: torch.optim.Optimizer) -> bool:
+    return bool(optimizer.param_groups[0]["train_mode"])
+
+
 @contextlib.contextmanager
 def _restoring(loaders: LoaderRng, active: bool) -> Iterator[None]:
     """Give the loaders' generators back their state at the end of a seeded run."""
@@ -304,6 +377,16 @@ def fit(
     does is refused with a ``ValueError``, as PyTorch's ``OneCycleLR`` refuses to step past
     its end.
 
+    A Schedule-Free optimizer (``schedulefree``'s, e.g. ``OPTIMIZERS["schedulefree_adamw"]``)
+    is switched as its docs ask: ``optimizer.train()`` before each epoch's steps,
+    ``optimizer.eval()`` before each evaluation, which therefore scores the averaged weights
+    x; a model with BatchNorm gets its running statistics recomputed at x first
+    (:data:`BN_BATCHES` training batches forwarded in train mode under ``no_grad``, every RNG
+    given back its state). ``fit`` returns with the optimizer in eval mode: the model holds
+    x, ready to evaluate or save; call ``optimizer.train()`` before training it further. A
+    schedule other than a constant is applied on top, as its docs allow, with a caveat in
+    ``history.caveats``.
+
     >>> history = fit(model, opt, train, nn.CrossEntropyLoss(), epochs=2, progress=False,
     ...               schedule=schedules.one_cycle(0.1, 2 * len(train)), val_loader=val)
     >>> [e["epoch"] for e in history.epochs], sorted(history.epochs[-1])
@@ -343,6 +426,9 @@ def fit(
     from tqdm.auto import tqdm
 
     history = History(caveats=list(loaders.caveats) if seed is not None else [])
+    schedule_free = is_schedule_free(optimizer)
+    if schedule_free and not _is_constant(schedule):
+        history.caveats.append(_schedule_free_caveat(schedule))
     started = time.perf_counter()
     model.train()
     with (
@@ -353,6 +439,8 @@ def fit(
         for epoch in range(1, epochs + 1):
             losses = 0.0
             steps = 0
+            if schedule_free:
+                getattr(optimizer, "train")()  # noqa: B009 (its weights to y, to take steps)
             for raw in train_loader:
                 lr = max(float(g["lr"]) for g in optimizer.param_groups)
                 optimizer.zero_grad(set_to_none=True)
@@ -383,6 +471,8 @@ def fit(
             if steps == 0:
                 raise ValueError("train_loader yielded no batches; give it at least one batch")
             summary: dict[str, float] = {"epoch": epoch, "train_loss": losses / steps}
+            if schedule_free and (val_loader is not None or epoch == epochs):
+                _to_average(model, optimizer, train_loader, step, dev, loaders)
             if val_loader is not None:
                 summary.update(
                     evaluate(model, val_loader, step, metric_fns, criterion, dev, metric)
@@ -397,5 +487,7 @@ def fit(
                 history.stopped_early = True
                 history.stop_reason = f"stopped by callback {getattr(stop, '__name__', stop)!s}"
                 break
+        if schedule_free and _in_train_mode(optimizer):
+            _to_average(model, optimizer, train_loader, step, dev, loaders)
     history.wall_s = time.perf_counter() - started
     return history

@@ -30,6 +30,7 @@ from lrkit.optimizers import (
     BatchedOptimizer,
     OptimizerFactory,
     batched_twin,
+    check_batched,
     check_name,
 )
 from lrkit.schedules import Schedule, for_run
@@ -70,7 +71,11 @@ def _twin(
 ) -> tuple[str, dict[str, Any]] | None:
     """The batched twin's name and options, or ``None`` when only the loop can run it."""
     if isinstance(optimizer, str):
-        check_name(optimizer)
+        check_batched(
+            check_name(optimizer), "fit_many",
+            "train one lrkit.fit (or Task.fit) per member, or run a sweep with "
+            "executor='processes'",
+        )  # fmt: skip
         BatchedOptimizer(optimizer, {}, **options)  # validates the options up front
         return optimizer, options
     if not callable(optimizer):

@@ -17,6 +17,7 @@ from lrkit.finder.config import FinderConfig, Mode, check_inputs, chosen_groups
 from lrkit.finder.result import Curve, FinderResult
 from lrkit.finder.serial import cycle, run_serial
 from lrkit.groups import lr_scales
+from lrkit.optimizers import check_range_test
 from lrkit.suggest import METHODS, Suggestion, summarize
 
 __all__ = ["find_lr"]
@@ -103,6 +104,9 @@ def find_lr(
     too. Inside a gradient-sync-off window (a partial ``accumulate()``) the optimizer step is
     a no-op, so that is refused.
 
+    Prodigy and Schedule-Free optimizers are refused with the reason
+    (:func:`lrkit.optimizers.check_range_test`): run them at their documented defaults.
+
     >>> res = find_lr(model, optimizer, loader, nn.CrossEntropyLoss(), num_steps=30,
     ...               progress=False)
     >>> len(res.lrs), 1e-7 < res.suggestion < 10
@@ -117,6 +121,7 @@ def find_lr(
         has_val_loader=val_loader is not None, group=group, method=method,
         for_schedule=for_schedule, cache=cache,
     )  # fmt: skip
+    check_range_test(optimizer)  # Prodigy, Schedule-Free: refused with the reason
     check_inputs(config, model, optimizer, train_loader, criterion, step_fn, val_loader)
     if accelerator is not None:
         _check_accelerator(accelerator, optimizer, amp=amp, vectorized=vectorized)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrkit.optimizers import check_batched
 from lrkit.sweeps.executors import check_executor, execute
 from lrkit.sweeps.run import TaskResolver
 from lrkit.sweeps.spec import RunConfig, SweepSpec, logspace
@@ -85,7 +86,7 @@ def _around_finder(spec: SweepSpec, task: Task, progress: bool) -> list[float]:
 
     seed = spec.seeds[0]
     model = task.make_model(seed)
-    optimizer = task.make_optimizer(model, optimizer=spec.optimizers[0])
+    optimizer = task.make_optimizer(model, optimizer=spec.finder_optimizer())
     res = find_lr(model, optimizer, task.train_loader(seed), task.criterion, seed=seed,
                   progress=progress)  # fmt: skip
     lr = res.suggestion or res.suggestions.get("minimum")
@@ -195,10 +196,14 @@ def run_spec(
             )
         local[spec.task] = task
     tasks = TaskResolver(local)
+    if executor == "vectorized":
+        for config in spec.expand([1.0]):
+            check_batched(config.optimizer, "executor='vectorized'",
+                          "run this sweep with executor='processes' (or 'serial')")  # fmt: skip
     lrs: list[float]
     if isinstance(spec.lrs, str):
-        probe = RunConfig(spec.task, 1.0, "constant", spec.optimizers[0], spec.seeds[0], None,
-                          spec.n_folds, spec.epochs, spec.data_dir)  # fmt: skip
+        probe = RunConfig(spec.task, 1.0, "constant", spec.finder_optimizer(), spec.seeds[0],
+                          None, spec.n_folds, spec.epochs, spec.data_dir)  # fmt: skip
         lrs = _around_finder(spec, tasks(probe), progress)
     else:
         lrs = [float(x) for x in spec.lrs]

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lrkit.optimizers import DEFAULTS
 from lrkit.sweeps.pool import ProcessBackend, RayBackend, pooled
 from lrkit.sweeps.run import TaskResolver, run_config
 from lrkit.sweeps.spec import RunConfig
@@ -123,15 +124,16 @@ def vectorized(
 
 
 def choose(executor: str, configs: Sequence[RunConfig], workers: int | None) -> str:
-    """``auto``: vectorized on CUDA; on a CPU, serial when there is one core or one run or
-    the script cannot start worker processes (no ``__main__`` guard), else ``"auto"``: runs
-    start here and a pool starts only when their measured times say it pays
-    (:func:`lrkit.sweeps.pool.parallel_pays`)."""
+    """``auto``: vectorized on CUDA when every optimizer has a batched twin; otherwise (and
+    on a CPU) serial when there is one core or one run or the script cannot start worker
+    processes (no ``__main__`` guard), else ``"auto"``: runs start here and a pool starts
+    only when their measured times say it pays (:func:`lrkit.sweeps.pool.parallel_pays`)."""
     if executor != "auto":
         return executor
     import torch
 
-    if torch.cuda.is_available():
+    batched = all(c.optimizer in DEFAULTS for c in configs)  # prodigy & co. have no twin
+    if torch.cuda.is_available() and batched:
         return "vectorized"
     cores = workers or os.cpu_count() or 1
     if cores < 2 or len(configs) < 2 or main_guard_problem() is not None:

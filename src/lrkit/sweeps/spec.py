@@ -23,10 +23,18 @@ from typing import Any
 
 import tomllib
 
+from lrkit.optimizers import DEFAULT_LRS
 from lrkit.schedules import for_run
 from lrkit.tasks import OPTIMIZERS, TASKS, Task
 
-__all__ = ["RunConfig", "SweepSpec", "check_task_factory", "logspace", "resolve_task"]
+__all__ = [
+    "RunConfig",
+    "SweepSpec",
+    "check_task_factory",
+    "logspace",
+    "parse_optimizer",
+    "resolve_task",
+]
 
 IDENTITY_FIELDS = ("task", "lrs", "epochs", "schedules", "optimizers", "seeds", "folds",
                    "n_folds", "data_dir")  # fmt: skip
@@ -38,6 +46,51 @@ def logspace(lo: float, hi: float, n: int) -> list[float]:
     if not (0 < lo < hi) or n < 2:
         raise ValueError(f"logspace needs 0 < lo < hi and n >= 2 (got {lo}, {hi}, {n})")
     return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+def parse_optimizer(entry: object) -> tuple[str, float | None]:
+    """A sweep's optimizer entry → ``(name, pinned LR or None)``.
+
+    ``"adamw"`` runs at every LR of the grid; ``"name@<lr>"`` (``"adamw@0.001"``) runs at
+    that one LR, and ``"name@default"`` at the documented default of a learning-rate-free
+    optimizer (:data:`lrkit.optimizers.DEFAULT_LRS`: ``"prodigy@default"`` is Prodigy at
+    lr=1.0). Prodigy's lr multiplies its own step-size estimate, so the grid's LRs do not
+    apply to it: a bare ``"prodigy"`` is refused, naming ``"prodigy@default"``.
+    """
+    if not isinstance(entry, str):
+        raise ValueError(f"an optimizer entry must be a string (got {entry!r})")
+    name, at, pin = entry.partition("@")
+    if name not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {name!r} in {entry!r}; valid: {', '.join(OPTIMIZERS)}, each "
+            "optionally with '@<lr>' or (for prodigy, schedulefree_adamw, schedulefree_sgd) "
+            "'@default'"
+        )
+    if not at:
+        if name == "prodigy":
+            raise ValueError(
+                "optimizer 'prodigy' in a sweep needs its LR pinned: its lr multiplies its own "
+                "step-size estimate, so the grid's LRs do not apply. Write 'prodigy@default' "
+                "(lr=1.0, its documented default) or 'prodigy@<multiplier>', e.g. "
+                "'prodigy@0.5'"
+            )
+        return name, None
+    if pin == "default":
+        if name not in DEFAULT_LRS:
+            raise ValueError(
+                f"{entry!r}: only {', '.join(DEFAULT_LRS)} have a documented default LR; pin "
+                f"{name} with a number, e.g. '{name}@0.001'"
+            )
+        return name, DEFAULT_LRS[name]
+    try:
+        lr = float(pin)
+    except ValueError:
+        lr = math.nan
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(
+            f"{entry!r}: the LR after '@' must be a finite number > 0 or 'default' (got {pin!r})"
+        )
+    return name, lr
 
 
 @dataclass(frozen=True)
@@ -68,8 +121,11 @@ class RunConfig:
 @dataclass
 class SweepSpec:
     """What to sweep. ``lrs``: a list, or ``"around-finder"`` / ``"around-finder:N"`` (run
-    the finder, then N points from suggestion/10 to suggestion×3). ``folds``: ``None`` (the
-    task's own split), an int ``n`` (all n folds), or a list of fold indices of ``n_folds``."""
+    the finder, then N points from suggestion/10 to suggestion×3). ``optimizers``: names,
+    each swept over ``lrs``, or pinned to one LR (``"prodigy@default"``, ``"adamw@0.001"``,
+    see :func:`parse_optimizer`); the finder of ``"around-finder"`` runs with the first
+    unpinned one. ``folds``: ``None`` (the task's own split), an int ``n`` (all n folds), or a
+    list of fold indices of ``n_folds``."""
 
     task: str
     lrs: Sequence[float] | str
@@ -141,8 +197,9 @@ class SweepSpec:
                     f"{name} must be a non-empty list (got {values!r}); e.g. {name} = {example}"
                 )
         for opt in self.optimizers:
-            if opt not in OPTIMIZERS:
-                raise ValueError(f"unknown optimizer {opt!r}; valid: {', '.join(OPTIMIZERS)}")
+            parse_optimizer(opt)
+        if isinstance(self.lrs, str):
+            self.finder_optimizer()
         for sched in self.schedules:
             for_run(sched, 0.1, 100)  # raises with the valid names for a bad spec
         for seed in self.seeds:
@@ -163,6 +220,23 @@ class SweepSpec:
             raise ValueError(f"around-finder:N needs N >= 2 (got {points})")
         return points
 
+    def finder_optimizer(self) -> str:
+        """The optimizer ``"around-finder"`` runs the range test with: the first unpinned
+        one, which must be one a range test can measure (not a learning-rate-free one)."""
+        swept = [name for name, pin in map(parse_optimizer, self.optimizers) if pin is None]
+        if not swept:
+            raise ValueError(
+                f"lrs='around-finder' needs an optimizer swept over LRs, but every one of "
+                f"{list(self.optimizers)} is pinned ('@'); add one, e.g. 'adamw'"
+            )
+        if swept[0] in DEFAULT_LRS:
+            raise ValueError(
+                f"lrs='around-finder' runs the finder with the first unpinned optimizer "
+                f"({swept[0]!r}), which a range test cannot measure; put an optimizer such as "
+                f"'adamw' first, or pin it ('{swept[0]}@default')"
+            )
+        return swept[0]
+
     def fold_list(self) -> list[int | None]:
         if self.folds is None:
             return [None]
@@ -171,7 +245,8 @@ class SweepSpec:
         return [int(f) for f in self.folds]  # type: ignore[union-attr]
 
     def expand(self, lrs: Sequence[float] | None = None) -> list[RunConfig]:
-        """The runs, in a fixed order (LR, schedule, optimizer, seed, fold), without repeats."""
+        """The runs, in a fixed order (LR, schedule, optimizer, seed, fold), without repeats;
+        a pinned optimizer (``"prodigy@default"``) runs at its own LR, once."""
         if lrs is None:
             if isinstance(self.lrs, str):
                 raise ValueError("resolve 'around-finder' first (sweep() runs the finder)")
@@ -180,8 +255,10 @@ class SweepSpec:
         for lr, sched, opt, seed, fold in itertools.product(
             lrs, self.schedules, self.optimizers, self.seeds, self.fold_list()
         ):
-            cfg = RunConfig(self.task, float(lr), sched, opt, int(seed), fold, self.n_folds,
-                            self.epochs, self.data_dir, self.sweep_id)  # fmt: skip
+            name, pinned = parse_optimizer(opt)
+            cfg = RunConfig(self.task, float(lr if pinned is None else pinned), sched, name,
+                            int(seed), fold, self.n_folds, self.epochs, self.data_dir,
+                            self.sweep_id)  # fmt: skip
             seen.setdefault(cfg.id, cfg)
         return list(seen.values())
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
+from lrkit.optimizers import DEFAULT_LRS, check_name, lr_free_note
 from lrkit.optimizers import OPTIMIZERS as OPTIMIZERS  # the one table; re-exported
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ class Task:
 
     ``make_model(seed)`` must build the same initial weights for the same seed. ``metric``
     is a name from :data:`lrkit.train.METRICS`; ``"accuracy"`` marks a classification task
-    (cross-validation folds are then stratified).
+    (cross-validation folds are then stratified). ``optimizer`` is a name of
+    :data:`lrkit.optimizers.OPTIMIZERS`; ``lr`` (``None``: 0.01, or the documented default of
+    a learning-rate-free optimizer, :data:`lrkit.optimizers.DEFAULT_LRS`) is its LR.
     """
 
     name: str
@@ -53,27 +56,36 @@ class Task:
     metric: str = "accuracy"
     optimizer: str = "sgd"
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
-    lr: float = 0.01
+    lr: float = None  # type: ignore[assignment]  # a float after __post_init__
     batch_size: int = 64
     epochs: int = 5
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})"
-            )
+        check_name(self.optimizer)
+        if self.lr is None:
+            self.lr = DEFAULT_LRS.get(self.optimizer, 0.01)
+
+    def default_lr(self, optimizer: str | None = None) -> float | None:
+        """The LR a run of ``optimizer`` (default: the task's) takes when none is given: the
+        task's ``lr`` for its own optimizer, the documented default of another
+        learning-rate-free one (:data:`~lrkit.optimizers.DEFAULT_LRS`), else ``None``."""
+        name = check_name(optimizer or self.optimizer)
+        if name == self.optimizer:
+            return self.lr
+        return DEFAULT_LRS.get(name)
 
     def make_optimizer(
         self, params: Any, lr: float | None = None, optimizer: str | None = None
     ) -> torch.optim.Optimizer:
-        """The task's optimizer (or ``optimizer`` by name) over a model or parameters."""
-        name = optimizer or self.optimizer
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {name!r})")
+        """The task's optimizer (or ``optimizer`` by name) over a model or parameters, at
+        ``lr`` (default: :meth:`default_lr`, else the task's ``lr``)."""
+        name = check_name(optimizer or self.optimizer)
         if isinstance(params, nn.Module):
             params = params.parameters()
         kwargs = self.optimizer_kwargs if name == self.optimizer else {}
-        return OPTIMIZERS[name](params, lr=self.lr if lr is None else lr, **kwargs)
+        if lr is None:
+            lr = self.default_lr(name) or self.lr
+        return OPTIMIZERS[name](params, lr=lr, **kwargs)
 
     def train_loader(self, seed: int = 0, batch_size: int | None = None) -> DataLoader[Any]:
         """Shuffled training batches; the order depends only on ``seed``."""
@@ -115,7 +127,11 @@ class Task:
         schedule's first LR, shuffled batches in the order of ``seed``, ``epochs`` epochs
         (default: the task's), validation with the task's metric after every epoch.
         ``schedule`` is a name or spec filled with ``lr`` (:meth:`schedule_for`), or a
-        ready :class:`~lrkit.schedules.Schedule` (then leave ``lr`` out).
+        ready :class:`~lrkit.schedules.Schedule` (then leave ``lr`` out). A
+        learning-rate-free optimizer (``"prodigy"``, ``"schedulefree_adamw"``,
+        ``"schedulefree_sgd"``) may leave ``lr`` out: it runs at its documented default
+        (:data:`~lrkit.optimizers.DEFAULT_LRS`, or the task's ``lr`` when it is the task's
+        own optimizer), and ``history.caveats`` says so.
 
         >>> from lrkit.tasks import get_task
         >>> task = get_task("digits-mlp")
@@ -126,7 +142,16 @@ class Task:
         from lrkit.train import fit
 
         n_epochs = self._epochs(epochs)
+        name = check_name(optimizer or self.optimizer)
+        note = None
         if isinstance(schedule, str):
+            if lr is None and name in DEFAULT_LRS:
+                lr = self.default_lr(name)
+                note = (
+                    lr_free_note(name)
+                    if lr == DEFAULT_LRS[name]
+                    else (f"lr not given: {name} ran at the task's lr={lr:g}")
+                )
             if lr is None:
                 raise ValueError(
                     f"lr is needed to fill schedule {schedule!r}; pass lr, or a Schedule object"
@@ -140,11 +165,14 @@ class Task:
         else:
             sched = schedule
         model = self.make_model(seed)
-        opt = self.make_optimizer(model, lr=sched(0), optimizer=optimizer)
-        return fit(
+        opt = self.make_optimizer(model, lr=sched(0), optimizer=name)
+        history = fit(
             model, opt, self.train_loader(seed), self.criterion, n_epochs, schedule=sched,
             val_loader=self.val_loader(), metrics=(self.metric,), seed=seed, progress=progress,
         )  # fmt: skip
+        if note is not None:
+            history.caveats.insert(0, note)
+        return history
 
     def _epochs(self, epochs: int | None) -> int:
         if epochs is None:
