@@ -398,7 +398,8 @@ suggestion-quality suite, ``docs/suggestion.md``), so two sound estimates lie ab
 apart at most; on dense sweeps the EMA's lag adds up to half a decade more (1.2 decades on a
 clean synthetic sigmoid at 20 points per decade). The recorded failures lie further apart:
 1.7-2.5 decades on the tiny ViT of ``tests/fixtures/finder_curves.json``, 3.6 in issue 14.
-A wider gap means one estimate erred by more than it ever did where it was measured. Then ``auto`` keeps the estimate nearer a third one,
+A wider gap means one estimate erred by more than it ever did where it was measured.
+Then ``auto`` keeps the estimate nearer a third one,
 fastai's :func:`valley` on the EMA curve (the lag-free loss minimum ÷ 10 when that
 declines), and says so in ``res.caveats``.
 Re-exported by :mod:`lrkit.suggest.policy`, where the wider suite scores it held out."""
