@@ -54,3 +54,33 @@ def test_auto_sets_aside_an_estimate_from_a_noise_dip_at_the_start() -> None:
     losses[0:3] -= 0.08  # a dip in the first points, where the EMA averages 1-3 losses
     got = suggest.auto(lrs, losses)
     assert got.lr is not None and got.lr >= lrs[int(np.ceil(0.1 * lrs.size))]
+
+
+def test_a_declined_auto_reaches_res_caveats_and_survives_save_and_load(tmp_path) -> None:
+    from lrkit.finder import Curve, FinderResult
+
+    case = next(c for c in CASES["cases"] if c["name"] == "vit-100")["runs"][0]
+    lrs, losses = case["lrs"][:20], case["losses"][:20]  # the flat start: end_lr too low
+    curve = Curve(lrs, losses, losses)
+    summary = suggest.summarize([curve], num_steps=100)
+    res = FinderResult(
+        [curve], summary.suggestions, summary.notes, suggestion_caveats=summary.caveats["auto"]
+    )
+    assert res.suggestion is None
+    assert any("no auto suggestion" in c and "rerun find_lr" in c for c in res.caveats)
+    again = FinderResult.load(res.save(tmp_path / "res.json"))
+    assert again.caveats == res.caveats
+
+
+def test_a_custom_rule_that_declines_silently_gets_a_caveat_saying_what_to_do() -> None:
+    from lrkit.finder import Curve
+
+    def never(lrs: np.ndarray, losses: np.ndarray) -> suggest.Suggestion:
+        return suggest.Suggestion(None, None, "never suggests")
+
+    curve = Curve([1e-3, 1e-2, 1e-1], [1.0, 0.9, 0.8], [1.0, 0.9, 0.8])
+    summary = suggest.summarize([curve], {"never": never})
+    assert summary.caveats["never"] == [
+        "no never suggestion (never suggests): rerun find_lr with more steps or a wider range "
+        "(start_lr, end_lr), or read the LR off res.plot()"
+    ]
