@@ -7,6 +7,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+# The fixture generators are scripts run by hand (one needs fastai, which cannot be imported
+# here), not test modules: --doctest-modules must not import them.
+collect_ignore_glob = ["fixtures/*.py"]
+
 
 def make_data(n: int = 256, features: int = 8, classes: int = 3, seed: int = 0) -> TensorDataset:
     gen = torch.Generator().manual_seed(seed)

@@ -367,7 +367,7 @@ def test_suggestion_is_the_chosen_method(loader: DataLoader) -> None:
         model, opt, loader, nn.CrossEntropyLoss(), num_steps=30, method="minimum", progress=False
     )
     assert res.suggestion == res.suggestions["minimum"]
-    assert set(res.suggestions) == {"auto", "steepest", "valley", "minimum"}
+    assert set(res.suggestions) == {"auto", "steepest", "valley", "minimum", "steep", "slide"}
 
 
 def test_a_custom_rule_reads_the_smoothed_curve_and_is_reported_by_name(

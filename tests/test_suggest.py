@@ -49,20 +49,32 @@ def test_minimum_is_a_tenth_of_the_lowest_point() -> None:
     assert got.index == int(np.argmin(y))
 
 
-def test_valley_is_the_middle_of_the_longest_descent() -> None:
-    # Rises to x=-4, falls strictly to x=-1, then rises: the descent spans 1e-4..1e-1.
-    y = np.where(X < -4, X + 10, np.where(X < -1, 6 - (X + 4), 3 + (X + 1) ** 2))
-    got = suggest.valley(LRS, y)
-    assert got.lr is not None
-    assert abs(np.log10(got.lr) - (-2.5)) < 0.06
+def test_valley_is_fastais_window_of_the_longest_descents_length_ending_at_its_end() -> None:
+    # 20 flat points, then a strict fall of 11 points (the longest descent: 12 points with the
+    # last flat one), then a rise. fastai's valley is the window of that length ending at the
+    # fall's end, not the fall's first point: [30 - 12, 30], suggestion at 18 + 4 + 2.
+    y = np.concatenate([np.full(20, 5.0), 4.0 - np.arange(10) * 0.3, 1.0 + np.arange(20) * 0.5])
+    lrs = np.logspace(-5, 0, y.size)
+    got = suggest.valley(lrs, y, num_steps=y.size + 10)  # planned 60: the trim drops 6 and 5
+    assert got.index == 24 and got.lr == lrs[24]
 
 
-def test_valley_tolerates_one_noisy_uptick() -> None:
-    y = 5.0 - np.clip(X + 5, 0, 4)  # falls from 1e-5 to 1e-1, flat elsewhere
-    y[np.argmin(np.abs(X + 3))] += 0.2  # one uptick in the middle of the fall
-    got = suggest.valley(LRS, y)
-    assert got.lr is not None
-    assert -3.3 < np.log10(got.lr) < -2.7
+def test_valley_trims_like_fastai_then_cuts_at_the_first_nan() -> None:
+    y = np.linspace(3.0, 1.0, 50)
+    y[30:] = np.nan  # fastai runs on after a NaN loss and cuts its curve there
+    lrs = np.logspace(-5, 0, 50)
+    got = suggest.minimum(lrs, y, num_steps=50)
+    assert got.index == 29 and got.lr == pytest.approx(lrs[29] / 10)
+    # a curve recorded up to a NaN at 30 (lrkit stops there) trims no more
+    assert suggest.minimum(lrs[:31], y[:31], num_steps=50).index == 29
+
+
+def test_fastai_rules_decline_where_fastai_raises() -> None:
+    lrs = np.logspace(-5, 0, 20)
+    assert suggest.valley(lrs[:5], np.ones(5)).lr is None  # nothing left after the trim
+    assert suggest.slide(lrs, np.linspace(2, 1, 20)).lr is None  # 13 points left, needs 16
+    with pytest.raises(ValueError, match="num_steps must be at least"):
+        suggest.valley(lrs, np.ones(20), num_steps=10)
 
 
 def test_auto_lands_between_the_descent_and_the_minimum() -> None:
@@ -86,8 +98,8 @@ def test_auto_is_the_log_mean_of_the_valley_and_minimum_estimates_it_reports() -
     # the minimum estimate is the classic rule on the EMA-smoothed loss (β = 0.98)
     ema = suggest.Ema(0.98)
     smoothed = np.array([ema.update(v) for v in y])
-    classic = suggest.minimum(LRS, smoothed).lr
-    assert classic is not None and minimum == pytest.approx(classic, rel=5e-3)
+    classic = LRS[int(np.argmin(smoothed))] / 10
+    assert minimum == pytest.approx(classic, rel=5e-3)
     assert abs(np.log10(minimum / valley)) > 0.1  # two estimates: the mean is neither
     assert np.log10(got.lr) == pytest.approx(0.5 * (np.log10(valley) + np.log10(minimum)),
                                              abs=3e-3)  # fmt: skip
@@ -134,13 +146,14 @@ def test_steepest_declines_a_rising_curve() -> None:
     assert got.lr is None
 
 
-def test_rules_skip_non_finite_points() -> None:
+def test_lrkits_own_rules_skip_non_finite_points() -> None:
     y = sigmoid_valley(center=-3.0)
     bad = np.zeros(X.size, dtype=bool)
     bad[[20, 45, 60, 80, 100]] = True  # NaN and inf before the minimum, where rules look
     with_gaps = np.where(bad, np.nan, y)
     with_gaps[60] = np.inf
-    for name, rule in suggest.METHODS.items():
+    for name in ("auto", "steepest"):  # fastai's rules cut at a NaN, as fastai does
+        rule = suggest.METHODS[name]
         got, expected = rule(LRS, with_gaps), rule(LRS[~bad], y[~bad])
         assert expected.lr is not None, name
         assert got.lr == expected.lr, name

@@ -293,7 +293,10 @@ def test_vectorized_range_tests_equal_the_serial_runs(opt: str) -> None:
         assert a.lrs == b.lrs
         assert a.losses == pytest.approx(b.losses, rel=1e-12)
         assert a.stop_reason == b.stop_reason
-    assert vec.suggestions == pytest.approx(serial.suggestions, rel=1e-9)
+    declined = {k for k, v in serial.suggestions.items() if v is None}  # slide, on 20 steps
+    assert declined == {k for k, v in vec.suggestions.items() if v is None}
+    found = {k: v for k, v in serial.suggestions.items() if v is not None}
+    assert {k: vec.suggestions[k] for k in found} == pytest.approx(found, rel=1e-9)
 
 
 def test_vectorized_range_test_restores_everything_and_refuses_what_it_cannot_do() -> None:

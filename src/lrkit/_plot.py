@@ -15,7 +15,14 @@ if TYPE_CHECKING:
 
     from lrkit.finder import FinderResult
 
-COLORS = {"auto": "#d62728", "steepest": "#2ca02c", "valley": "#9467bd", "minimum": "#ff7f0e"}
+COLORS = {
+    "auto": "#d62728",
+    "steepest": "#2ca02c",
+    "valley": "#9467bd",
+    "minimum": "#ff7f0e",
+    "steep": "#8c564b",
+    "slide": "#17becf",
+}
 SUGGESTION_COLOR = "#111111"
 
 

@@ -189,7 +189,7 @@ def find_lr(
             scaler.load_state_dict(scaler_state)
         loaders.restore()
     name, rule = config.rule
-    summary = summarize(curves, METHODS | {name: rule})
+    summary = summarize(curves, METHODS | {name: rule}, num_steps=num_steps)
     return FinderResult(
         curves=curves,
         suggestions=summary.suggestions,
@@ -204,6 +204,7 @@ def find_lr(
         elapsed_s=time.perf_counter() - started,
         data_passes=_data_passes(train_loader, num_steps * accumulation_steps),
         run_caveats=loaders.caveats if seed is not None else [],
+        suggestion_caveats=summary.caveats.get(name, []),
     )
 
 

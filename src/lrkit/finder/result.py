@@ -54,7 +54,9 @@ class FinderResult:
     over runs (0 for one run);
     ``data_passes`` is how many times one range test went through the training data (``None``
     when the loader has no length). :attr:`caveats` says when to trust a suggestion less;
-    ``run_caveats`` holds what the run itself could not control (a loader's order).
+    ``run_caveats`` holds what the run itself could not control (a loader's order);
+    ``suggestion_caveats`` what the chosen rule said (an estimate set aside; after a decline,
+    what to do).
     """
 
     curves: list[Curve]
@@ -70,6 +72,7 @@ class FinderResult:
     elapsed_s: float = 0.0
     data_passes: float | None = None
     run_caveats: list[str] = field(default_factory=list)
+    suggestion_caveats: list[str] = field(default_factory=list)
 
     @property
     def lrs(self) -> list[float]:
@@ -143,7 +146,11 @@ class FinderResult:
     @property
     def caveats(self) -> list[str]:
         """Why to trust the suggestion less, each with what to do; empty when none applies."""
-        return policy.caveats(self.spread, self.data_passes) + list(self.run_caveats)
+        return (
+            list(self.suggestion_caveats)
+            + policy.caveats(self.spread, self.data_passes)
+            + list(self.run_caveats)
+        )
 
     @property
     def group_suggestions(self) -> list[float] | None:
@@ -188,6 +195,7 @@ class FinderResult:
             "elapsed_s": self.elapsed_s,
             "data_passes": self.data_passes,
             "run_caveats": list(self.run_caveats),
+            "suggestion_caveats": list(self.suggestion_caveats),
             "curves": [vars(c).copy() for c in self.curves],
         }
 
@@ -207,6 +215,7 @@ class FinderResult:
             elapsed_s=float(data["elapsed_s"]),
             data_passes=data.get("data_passes"),
             run_caveats=list(data.get("run_caveats", [])),
+            suggestion_caveats=list(data.get("suggestion_caveats", [])),
         )
 
     def save(self, path: str | Path) -> Path:

@@ -32,6 +32,8 @@ from lrkit.suggest.policy import (
 from lrkit.suggest.rules import (
     AUTO_CAP,
     AUTO_EMA,
+    AUTO_MAX_DISAGREEMENT,
+    AUTO_NOISE_HEAD,
     METHODS,
     RAW_INPUT,
     Ema,
@@ -41,13 +43,18 @@ from lrkit.suggest.rules import (
     minimum,
     raw_input,
     reads_raw,
+    slide,
+    steep,
     steepest,
+    takes_num_steps,
     valley,
 )
 
 __all__ = [
     "AUTO_CAP",
     "AUTO_EMA",
+    "AUTO_MAX_DISAGREEMENT",
+    "AUTO_NOISE_HEAD",
     "METHODS",
     "RAW_INPUT",
     "SCHEDULE_FACTORS",
@@ -63,8 +70,11 @@ __all__ = [
     "raw_input",
     "reads_raw",
     "resolve_method",
+    "slide",
+    "steep",
     "steepest",
     "suggestion_for",
     "summarize",
+    "takes_num_steps",
     "valley",
 ]

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from lrkit.suggest.rules import METHODS, Rule, Suggestion, reads_raw
+from lrkit.suggest.rules import (
+    AUTO_MAX_DISAGREEMENT,
+    AUTO_NOISE_HEAD,
+    METHODS,
+    Rule,
+    Suggestion,
+    reads_raw,
+    takes_num_steps,
+)
 
 __all__ = [
+    "AUTO_MAX_DISAGREEMENT",
+    "AUTO_NOISE_HEAD",
     "SCHEDULE_FACTORS",
     "TINY_DATA_PASSES",
     "UNSTABLE_DECADES",
@@ -61,6 +71,9 @@ class CurveLike(Protocol):
     @property
     def lrs(self) -> list[float]: ...
 
+    @property
+    def stop_reason(self) -> str: ...
+
     def suggestion_curve(self, raw: bool = False) -> list[float]: ...
 
 
@@ -90,35 +103,67 @@ def resolve_method(method: str | Callable[..., Suggestion]) -> tuple[str, Rule]:
 @dataclass(frozen=True)
 class Summary:
     """Each rule's suggestion over runs: the geometric median (``None`` when fewer than half
-    the runs found one), why (``notes``), the max-min of the log10 LRs (``spread``) and
-    each run's LR (``per_run``)."""
+    the runs found one), why (``notes``), the max-min of the log10 LRs (``spread``), each
+    run's LR (``per_run``) and what the user should know (``caveats``: the rules' own, and
+    what to do when a rule gave no suggestion)."""
 
     suggestions: dict[str, float | None]
     notes: dict[str, str]
     spread: dict[str, float]
     per_run: dict[str, list[float | None]]
+    caveats: dict[str, list[str]] = field(default_factory=dict)
 
 
-def summarize(curves: Sequence[CurveLike], rules: Mapping[str, Rule] = METHODS) -> Summary:
-    """Apply every rule to every curve (raw or smoothed, as the rule reads) and combine runs."""
+def _as_recorded(curve: CurveLike, raw: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The curve as fastai's Recorder would hold it: lrkit stops at a NaN/inf loss without
+    recording it, fastai records it (an inf ends the test; after a NaN fastai runs on, and
+    its rules cut the curve at the first NaN). Its LR is never read: the trim drops it."""
+    lrs = np.asarray(curve.lrs, dtype=np.float64)
+    losses = np.asarray(curve.suggestion_curve(raw), dtype=np.float64)
+    for value in ("nan", "inf"):
+        if curve.stop_reason.startswith(f"non-finite loss ({value})") and lrs.size:
+            step = lrs[-1] / lrs[-2] if lrs.size > 1 else 2.0
+            lrs = np.append(lrs, lrs[-1] * step)
+            losses = np.append(losses, float(value))
+    return lrs, losses
+
+
+def _apply(rule: Rule, curve: CurveLike, num_steps: int | None) -> Suggestion:
+    raw = reads_raw(rule)
+    if takes_num_steps(rule):
+        lrs, losses = _as_recorded(curve, raw)
+        return rule(lrs, losses, num_steps=num_steps)  # type: ignore[call-arg]
+    return rule(np.asarray(curve.lrs), np.asarray(curve.suggestion_curve(raw)))
+
+
+def summarize(
+    curves: Sequence[CurveLike], rules: Mapping[str, Rule] = METHODS, num_steps: int | None = None
+) -> Summary:
+    """Apply every rule to every curve (raw or smoothed, as the rule reads) and combine runs.
+
+    ``num_steps`` (the planned number of steps) goes to the rules that take it
+    (:func:`lrkit.suggest.takes_num_steps`: fastai's, which trim by it)."""
     suggestions: dict[str, float | None] = {}
     notes: dict[str, str] = {}
     spread: dict[str, float] = {}
     per_run: dict[str, list[float | None]] = {}
+    caveats: dict[str, list[str]] = {}
     for name, rule in rules.items():
-        results = [
-            rule(np.asarray(c.lrs), np.asarray(c.suggestion_curve(reads_raw(rule))))
-            if c.lrs
-            else None
-            for c in curves
-        ]
+        results = [_apply(rule, c, num_steps) if c.lrs else None for c in curves]
         runs = [r.lr if r is not None else None for r in results]
         per_run[name] = runs
+        said = [r.caveat for r in results if r is not None and r.caveat]
+        caveats[name] = list(dict.fromkeys(said))
         found = [math.log10(lr) for lr in runs if lr is not None]
         if len(found) * 2 < len(curves) or not found:
             suggestions[name] = None
             first = next((r for r in results if r is not None and r.lr is None), None)
             notes[name] = first.note if first is not None else "no points recorded"
+            if not any(r is not None and r.lr is None and r.caveat for r in results):
+                caveats[name].append(
+                    f"no {name} suggestion ({notes[name]}): rerun find_lr with more steps or "
+                    "a wider range (start_lr, end_lr), or read the LR off res.plot()"
+                )
             continue
         suggestions[name] = float(10 ** np.median(found))
         spread[name] = float(max(found) - min(found))
@@ -129,7 +174,7 @@ def summarize(curves: Sequence[CurveLike], rules: Mapping[str, Rule] = METHODS) 
             else f"geometric median of {len(found)}/{len(curves)} runs, "
             f"spread {spread[name]:.2f} decades"
         )
-    return Summary(suggestions, notes, spread, per_run)
+    return Summary(suggestions, notes, spread, per_run, caveats)
 
 
 def check_schedule(schedule: str, argument: str = "schedule") -> None:

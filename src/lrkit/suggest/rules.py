@@ -5,14 +5,17 @@ See :mod:`lrkit.suggest` for the contract every rule follows.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "AUTO_MAX_DISAGREEMENT",
+    "AUTO_NOISE_HEAD",
     "METHODS",
     "RAW_INPUT",
     "Ema",
@@ -22,7 +25,10 @@ __all__ = [
     "minimum",
     "raw_input",
     "reads_raw",
+    "slide",
+    "steep",
     "steepest",
+    "takes_num_steps",
     "valley",
 ]
 
@@ -31,11 +37,14 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Suggestion:
-    """What a rule proposes: ``lr`` (``None`` when it declines), the curve ``index``, a ``note``."""
+    """What a rule proposes: ``lr`` (``None`` when it declines), the curve ``index``, a
+    ``note``, and a ``caveat`` when the user should know something (what to do after a
+    decline; an estimate set aside) — :attr:`lrkit.FinderResult.caveats` shows it."""
 
     lr: float | None
     index: int | None
     note: str
+    caveat: str | None = None
 
 
 RawRule = TypeVar("RawRule", bound=Callable[..., Suggestion])
@@ -80,11 +89,23 @@ def _curve(
 
 
 Rule = Callable[[FloatArray, FloatArray], Suggestion]
-"""``rule(lrs, losses) -> Suggestion``: what ``find_lr(method=...)`` accepts besides a name."""
+"""``rule(lrs, losses) -> Suggestion``: what ``find_lr(method=...)`` accepts besides a name.
+
+A rule with a ``num_steps`` parameter (fastai's rules) is also given the range test's
+planned number of steps (see :func:`takes_num_steps`)."""
 
 
-def _declined(note: str) -> Suggestion:
-    return Suggestion(None, None, note)
+def takes_num_steps(rule: Callable[..., Suggestion]) -> bool:
+    """Whether ``rule`` has a ``num_steps`` parameter, the range test's planned number of
+    steps (fastai trims its curve by that, not by the number of points recorded)."""
+    try:
+        return "num_steps" in inspect.signature(rule).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+
+
+def _declined(note: str, caveat: str | None = None) -> Suggestion:
+    return Suggestion(None, None, note, caveat)
 
 
 def steepest(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
@@ -111,57 +132,168 @@ def steepest(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatA
     return Suggestion(float(x[i]), i, f"steepest descent, {slope[i]:.3g} loss per decade")
 
 
-def minimum(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
-    """The LR of the lowest loss divided by 10 (fastai's ``minimum`` rule).
+def _fastai_curve(
+    lrs: Sequence[float] | FloatArray,
+    losses: Sequence[float] | FloatArray,
+    num_steps: int | None,
+) -> tuple[FloatArray, FloatArray, int]:
+    """The part of a recorded curve that fastai's ``lr_find`` hands its rules, and its offset.
+
+    fastai drops the first ``num_it // 10`` points (``num_it`` = the planned number of steps,
+    not the number recorded) and the last 5, then cuts the curve at its first NaN. The losses
+    are the ones fastai's Recorder keeps: the bias-corrected EMA of the train loss (lrkit's
+    ``Curve.smoothed`` with the default ``smooth=0.98``, fastai's ``beta``).
+    """
+    x = np.asarray(lrs, dtype=np.float64)
+    y = np.asarray(losses, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(
+            f"lrs and losses must be 1-D and of equal length (got shapes {x.shape} and {y.shape})"
+        )
+    if x.size and (np.any(~(x > 0)) or np.any(np.diff(x) <= 0)):
+        raise ValueError("lrs must be positive and strictly increasing")
+    planned = x.size if num_steps is None else num_steps
+    if planned < x.size:
+        raise ValueError(
+            f"num_steps must be at least the number of points recorded ({x.size}); got "
+            f"{num_steps}: pass the range test's planned number of steps, or None"
+        )
+    head = planned // 10
+    nan = np.flatnonzero(np.isnan(y))
+    # After a NaN fastai records NaNs up to num_it, so its last-5 trim falls there: the
+    # curve ends at the first NaN or at num_it - 5, whichever comes first.
+    end = min(int(nan[0]), planned - 5) if nan.size else x.size - 5
+    return x[head:end], y[head:end], head
+
+
+def _trimmed_note(x: FloatArray, head: int) -> str:
+    return f"after fastai's trim: {x.size} points from index {head}"
+
+
+def valley(
+    lrs: Sequence[float] | FloatArray,
+    losses: Sequence[float] | FloatArray,
+    num_steps: int | None = None,
+) -> Suggestion:
+    """fastai's ``valley``: a point a half of the way into the longest valley of the loss.
+
+    Exactly as fastai 2.8 computes it, on the curve fastai keeps (see below): ``L`` is the
+    length of the longest strictly decreasing subsequence of the losses and ``e`` the first
+    index where a subsequence of that length ends; the valley is taken to be the index window
+    ``[e - L, e]`` (the *window* of that length ending at ``e``, not the subsequence's first
+    element), and the suggestion is the LR at ``e - L + int(L/3) + int(L/3/2)`` (when no two
+    points decrease, index 0). fastai indexes with Python's negative indices, so a window
+    that starts before the curve can land on its last point; this rule does the same.
+
+    The curve is fastai's: the first ``num_steps // 10`` and the last 5 points are dropped
+    and the curve is cut at the first NaN (``num_steps`` is the planned number of steps,
+    default ``len(lrs)``; :func:`lrkit.find_lr` passes it). The losses should be the
+    bias-corrected EMA of the train loss, which is what :func:`lrkit.find_lr` hands this
+    rule. ``tests/fixtures/fastai_rules.json`` holds fastai's own answers on 60+ curves.
+    """
+    x, y, head = _fastai_curve(lrs, losses, num_steps)
+    n = x.size
+    if n == 0:
+        return _declined("too few points: nothing left after fastai's trim (first 10%, last 5)")
+    length = np.ones(n, dtype=np.int64)
+    for i in range(1, n):
+        above = length[:i][y[:i] > y[i]]
+        if above.size:
+            length[i] = int(above.max()) + 1
+    longest = int(length.max())
+    end = int(np.argmax(length))  # the first index that ends a longest descent
+    start = end - longest if longest > 1 else 0
+    sections = (end - start) / 3
+    i = (start + int(sections) + int(sections / 2)) % n
+    return Suggestion(
+        float(x[i]),
+        head + i,
+        f"a half of the way into the longest valley ({longest} points up to "
+        f"lr {x[end]:.3g}); {_trimmed_note(x, head)}",
+    )
+
+
+def steep(
+    lrs: Sequence[float] | FloatArray,
+    losses: Sequence[float] | FloatArray,
+    num_steps: int | None = None,
+) -> Suggestion:
+    """fastai's ``steep``: the LR at the left end of the steepest segment of the loss.
+
+    Slope of each segment = ``(loss[i+1] - loss[i]) / (ln lr[i+1] - ln lr[i])`` on fastai's
+    trimmed curve (see :func:`valley`); the suggestion is ``lr[i]`` of the most negative one
+    (fastai returns it even when no segment falls). Compare :func:`steepest`, lrkit's own
+    steepest-descent rule, which uses central differences and looks only left of the minimum.
+    """
+    x, y, head = _fastai_curve(lrs, losses, num_steps)
+    if x.size < 2:
+        return _declined("too few points after fastai's trim (first 10%, last 5): need 2")
+    slope = np.diff(y) / np.diff(np.log(x))
+    i = int(np.argmin(slope))
+    return Suggestion(
+        float(x[i]),
+        head + i,
+        f"steepest segment, {slope[i]:.3g} loss per e-fold of lr; {_trimmed_note(x, head)}",
+    )
+
+
+def minimum(
+    lrs: Sequence[float] | FloatArray,
+    losses: Sequence[float] | FloatArray,
+    num_steps: int | None = None,
+) -> Suggestion:
+    """fastai's ``minimum``: the LR of the lowest loss on fastai's trimmed curve, ÷ 10.
 
     At the minimum the loss has stopped improving and is about to diverge; a tenth of it is
-    the classic safe choice.
+    the classic safe choice. The trim (see :func:`valley`) drops the first 10% and the last
+    5 points, so a noise dip right at the start of the sweep does not count.
     """
-    x, y = _curve(lrs, losses)
+    x, y, head = _fastai_curve(lrs, losses, num_steps)
     if x.size == 0:
-        return _declined("empty curve")
+        return _declined("too few points: nothing left after fastai's trim (first 10%, last 5)")
     i = int(np.argmin(y))
-    return Suggestion(float(x[i] / 10.0), i, f"lowest loss {y[i]:.4g} at lr={x[i]:.3g}, ÷10")
-
-
-def _longest_decreasing(y: FloatArray) -> tuple[int, int]:
-    """First and last index of the longest strictly decreasing subsequence of ``y``.
-
-    A subsequence, not a contiguous run: a single noisy uptick inside a long descent does not
-    cut the valley in two. O(n²), which is nothing for a few hundred points.
-    """
-    n = y.size
-    length = np.ones(n, dtype=np.int64)
-    first = np.arange(n)
-    for i in range(1, n):
-        earlier = np.flatnonzero(y[:i] > y[i])
-        if earlier.size:
-            # Among equally long predecessors take the latest, so that a flat stretch before
-            # the descent does not count as part of it.
-            best = length[earlier]
-            j = earlier[np.flatnonzero(best == best.max())[-1]]
-            length[i] = length[j] + 1
-            first[i] = first[j]
-    last = int(np.argmax(length))
-    return int(first[last]), last
-
-
-def valley(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
-    """The middle of the longest descent of the loss (after fastai's ``valley``).
-
-    The valley is the span of the longest strictly decreasing subsequence of the loss. Its
-    middle (by index, so the geometric middle of an exponential sweep) is far enough from the
-    flat start to train quickly and far enough from the bottom to stay stable.
-    """
-    x, y = _curve(lrs, losses)
-    if x.size < 3:
-        return _declined("too few points (need at least 3)")
-    start, end = _longest_decreasing(y)
-    if end - start < 2:
-        return _declined("no clear valley: the loss never fell for more than two points")
-    i = (start + end) // 2
     return Suggestion(
-        float(x[i]), i, f"middle of the longest descent, lr {x[start]:.3g}…{x[end]:.3g}"
+        float(x[i] / 10.0),
+        head + i,
+        f"lowest loss {y[i]:.4g} at lr={x[i]:.3g}, ÷10; {_trimmed_note(x, head)}",
+    )
+
+
+SLIDE_WINDOW = 15  # fastai's lr_diff: points between the two compared gradients
+SLIDE_THRESHOLD = 0.005  # fastai's thresh, in loss per point (absolute, not relative)
+
+
+def slide(
+    lrs: Sequence[float] | FloatArray,
+    losses: Sequence[float] | FloatArray,
+    num_steps: int | None = None,
+) -> Suggestion:
+    """fastai's ``slide`` (its interval slide rule) with fastai's defaults.
+
+    ``g = numpy.gradient(losses)`` per point on fastai's trimmed curve (see :func:`valley`).
+    A pair of points 15 apart slides left from the end of the curve while their gradients
+    differ by more than 0.005; the suggestion is the LR of the left point of the last pair
+    that did (of the first pair when none did). Declines on fewer than 16 points, where
+    fastai raises an IndexError. The threshold is in loss units: the rule reads a loss of
+    scale ~1.
+    """
+    x, y, head = _fastai_curve(lrs, losses, num_steps)
+    n = x.size
+    if n < SLIDE_WINDOW + 1:
+        return _declined(
+            f"too few points after fastai's trim (first 10%, last 5): need {SLIDE_WINDOW + 1}"
+        )
+    grad = np.gradient(y)
+    right, left = n - 1, n - 1 - SLIDE_WINDOW
+    chosen = left
+    while left >= 0 and abs(grad[right] - grad[left]) > SLIDE_THRESHOLD:
+        chosen = left
+        right, left = right - 1, left - 1
+    return Suggestion(
+        float(x[chosen]),
+        head + chosen,
+        f"interval slide: gradients {SLIDE_WINDOW} points apart agree within "
+        f"{SLIDE_THRESHOLD} left of here; {_trimmed_note(x, head)}",
     )
 
 
@@ -211,9 +343,16 @@ def _ema(y: FloatArray, beta: float) -> FloatArray:
     return np.array([ema.update(float(v)) for v in y], dtype=np.float64)
 
 
-def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, int, str] | Suggestion:
-    """The steep part of the valley, read off a lag-free smoothing (log10 LR, the index where
-    the descent starts, note), or a declining :class:`Suggestion` when there is no valley."""
+class _Valley(NamedTuple):
+    log_lr: float  # the valley estimate, log10
+    start: int  # where the descent starts (10% of the drop made)
+    lowest: int  # the lag-free (Gaussian-smoothed) minimum
+    note: str
+
+
+def _valley_estimate(x: FloatArray, y: FloatArray) -> _Valley | Suggestion:
+    """The steep part of the valley, read off a lag-free smoothing, or a declining
+    :class:`Suggestion` when there is no valley."""
     head = max(int(np.ceil(0.05 * x.size)), 1)
     start_level = float(np.mean(y[:head]))
     logx, clipped = np.log10(x), np.minimum(y, start_level)
@@ -240,11 +379,50 @@ def _valley_estimate(x: FloatArray, y: FloatArray) -> tuple[float, int, str] | S
     v_start = int(np.argmax(fallen >= AUTO_DESCENT_START))
     v = (v_start + lowest) // 2
     log_lr = min(0.5 * (logx[s] + logx[v]), float(logx[lowest] - np.log10(AUTO_CAP)))
-    return log_lr, v_start, f"steepest {10 ** logx[s]:.3g}, descent middle {10 ** logx[v]:.3g}"
+    note = f"steepest {10 ** logx[s]:.3g}, descent middle {10 ** logx[v]:.3g}"
+    return _Valley(log_lr, v_start, lowest, note)
+
+
+AUTO_NOISE_HEAD = 0.1
+"""The sweep's first stretch of noise, as a fraction of its points: ``auto`` never suggests
+an LR below the LR at this fraction of the sweep, and its EMA minimum is looked for only
+after it. There the LR is too small to change the loss, and the bias-corrected EMA averages
+fewer than ``AUTO_NOISE_HEAD × num_steps`` losses, so its dips are batch noise (fastai and
+Lightning skip the same 10%). Re-exported by :mod:`lrkit.suggest.policy`."""
+
+AUTO_MAX_DISAGREEMENT = 1.5
+"""Decades: ``auto``'s two estimates are averaged only when they lie at most this far apart.
+
+Each alone was measured to err by up to half a decade from the best LR (the
+suggestion-quality suite, ``docs/suggestion.md``), so two sound estimates lie about a decade
+apart at most; on dense sweeps the EMA's lag adds up to half a decade more (1.2 decades on a
+clean synthetic sigmoid at 20 points per decade). The recorded failures lie further apart:
+1.7-2.5 decades on the tiny ViT of ``tests/fixtures/finder_curves.json``, 3.6 in issue 14.
+A wider gap means one estimate erred by more than it ever did where it was measured.
+Then ``auto`` keeps the estimate nearer a third one,
+fastai's :func:`valley` on the EMA curve (the lag-free loss minimum ÷ 10 when that
+declines), and says so in ``res.caveats``.
+Re-exported by :mod:`lrkit.suggest.policy`, where the wider suite scores it held out."""
+
+RERUN_ADVICE = (
+    "rerun find_lr with more steps (num_steps={steps}) or a wider range (a lower start_lr "
+    "if the loss falls from the first steps, a higher end_lr if it never rose), or read "
+    "the LR off res.plot()"
+)
+
+
+def _rerun(x: FloatArray) -> str:
+    return RERUN_ADVICE.format(steps=max(2 * x.size, 100))
 
 
 @raw_input
-def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray) -> Suggestion:
+def auto(
+    lrs: Sequence[float] | FloatArray,
+    losses: Sequence[float] | FloatArray,
+    *,
+    max_disagreement: float = AUTO_MAX_DISAGREEMENT,
+    noise_head: float = AUTO_NOISE_HEAD,
+) -> Suggestion:
     """lrkit's default rule: two independent estimates of a good LR, averaged in log space.
 
     It takes the *raw* losses (the finder passes them, see :data:`RAW_INPUT`).
@@ -262,32 +440,86 @@ def auto(lrs: Sequence[float] | FloatArray, losses: Sequence[float] | FloatArray
     4. The geometric mean of the steepest point and the middle of the descent (from 10% of
        the total drop to the minimum), capped at the lowest-loss LR / 3.
 
-    *Minimum estimate* — the LR of the lowest EMA-smoothed (β = 0.98) loss from the start of
-    the descent on, ÷ 10: the classic rule.
+    *Minimum estimate* — the LR of the lowest EMA-smoothed (β = 0.98) loss, looked for from
+    the start of the descent and past the sweep's first ``noise_head`` (10%) of points, ÷ 10.
 
     ``auto`` is the geometric mean of the two. Each alone errs by up to half a decade, on
     different tasks; on the first six tasks of the suggestion-quality benchmark (4 seeds,
     constant LR and one-cycle) the mean's worst-case regret was about half of either's.
-    ``docs/suggestion.md`` has that evidence and the suite's later tasks.
+    Guards, each with its reason in the Suggestion's ``caveat`` (``res.caveats``):
+
+    - an estimate below the LR at ``noise_head`` of the sweep (where the loss is noise) is
+      set aside; so ``auto`` is never below ``start_lr``;
+    - two estimates more than ``max_disagreement`` decades apart are not averaged: the one
+      nearer a third estimate, fastai's :func:`valley` of the EMA curve, is kept (see
+      :data:`AUTO_MAX_DISAGREEMENT`);
+    - with no estimate left, or no valley, ``auto`` declines and says what to do.
+
+    ``docs/suggestion.md`` has the evidence and the recorded curves behind each guard.
     """
     x, y = _curve(lrs, losses)
     if x.size < 5:
-        return _declined("too few points (need at least 5)")
-    valley = _valley_estimate(x, y)
-    if isinstance(valley, Suggestion):
-        return valley
-    log_valley, start, note = valley
-    # Before the descent starts the curve is flat: a lower EMA there is batch noise.
-    lowest_ema = start + int(np.argmin(_ema(y, AUTO_EMA)[start:]))
-    log_minimum = float(np.log10(x[lowest_ema] / 10.0))
-    log_lr = 0.5 * (log_valley + log_minimum)
+        return _declined(
+            "too few points (need at least 5)",
+            f"no auto suggestion: only {x.size} finite points; {_rerun(x)}",
+        )
+    estimate = _valley_estimate(x, y)
+    if isinstance(estimate, Suggestion):
+        return _declined(estimate.note, f"no auto suggestion ({estimate.note}); {_rerun(x)}")
+    head = min(max(int(np.ceil(noise_head * x.size)), 1), x.size - 1)
+    floor = float(np.log10(x[head]))
+    search = max(estimate.start, head)
+    lowest_ema = search + int(np.argmin(_ema(y, AUTO_EMA)[search:]))
+    estimates = {
+        "valley": (estimate.log_lr, f"valley {10**estimate.log_lr:.3g}: {estimate.note}"),
+        "EMA minimum ÷10": (float(np.log10(x[lowest_ema] / 10.0)), ""),
+    }
+    caveats = []
+    for name, (log_lr, _) in list(estimates.items()):
+        if log_lr < floor:
+            del estimates[name]
+            caveats.append(
+                f"auto set aside its {name} estimate ({10**log_lr:.3g}): it lies in the "
+                f"sweep's first {100 * noise_head:.0f}% (below lr {x[head]:.3g}), where the "
+                "loss is batch noise"
+            )
+    if not estimates:
+        return _declined(
+            "no estimate above the sweep's first stretch of noise",
+            f"no auto suggestion: {'; '.join(caveats)}. The curve falls too early for "
+            f"this sweep: rerun find_lr with a lower start_lr, or with more steps "
+            f"(num_steps={max(2 * x.size, 100)})",
+        )
+    # The tie-breaker is a third, independent estimate: fastai's valley on the EMA curve
+    # (the lag-free minimum ÷ 10 when it declines).
+    third = valley(x, _ema(y, AUTO_EMA))
+    referee_name = "fastai's valley" if third.lr is not None else "lowest smoothed loss ÷10"
+    referee = float(np.log10(third.lr if third.lr is not None else x[estimate.lowest] / 10.0))
+    if len(estimates) == 2:
+        (_, (a, _)), (_, (b, _)) = estimates.items()
+        if abs(a - b) > max_disagreement:
+            keep = min(estimates, key=lambda k: abs(estimates[k][0] - referee))
+            drop = next(k for k in estimates if k != keep)
+            caveats.append(
+                f"auto's two estimates disagree by {abs(a - b):.1f} decades (more than "
+                f"{max_disagreement:g}): valley {10**a:.3g}, EMA minimum ÷10 {10**b:.3g}; "
+                f"it kept the {keep} estimate, the one nearer {referee_name} "
+                f"({10**referee:.3g}), and set the {drop} aside. The curve is ambiguous: "
+                f"check res.plot(), or rerun with more steps or runs=3"
+            )
+            del estimates[drop]
+    log_lr = float(np.mean([v for v, _ in estimates.values()]))
     index = int(np.argmin(np.abs(np.log10(x) - log_lr)))
-    return Suggestion(
-        float(10.0**log_lr),
-        index,
-        f"geometric mean of the valley ({10**log_valley:.3g}: {note}) and the EMA "
-        f"minimum ÷10 ({10**log_minimum:.3g})",
-    )
+    if len(estimates) == 2:
+        note = (
+            f"geometric mean of the valley ({10 ** estimates['valley'][0]:.3g}: "
+            f"{estimate.note}) and the EMA minimum ÷10 "
+            f"({10 ** estimates['EMA minimum ÷10'][0]:.3g})"
+        )
+    else:
+        ((name, (value, _)),) = estimates.items()
+        note = f"the {name} estimate alone ({10**value:.3g}); the other was set aside"
+    return Suggestion(float(10.0**log_lr), index, note, "; ".join(caveats) or None)
 
 
 METHODS: dict[str, Rule] = {
@@ -295,6 +527,8 @@ METHODS: dict[str, Rule] = {
     "steepest": steepest,
     "valley": valley,
     "minimum": minimum,
+    "steep": steep,
+    "slide": slide,
 }
 """Every rule by name, in the order results list them."""
 
