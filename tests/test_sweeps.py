@@ -358,13 +358,17 @@ def test_vectorized_executor_matches_serial_within_float32_noise(tmp_path: Path)
 
 def test_auto_picks_serial_for_one_core_and_workers_only_when_they_pay() -> None:
     from lrkit.sweeps.executors import choose
-    from lrkit.sweeps.pool import parallel_pays
+    from lrkit.sweeps.pool import STARTUP_S, parallel_pays
 
     configs = SweepSpec(lrs=[0.1, 0.2], **TINY).expand()
     expected = "vectorized" if torch.cuda.is_available() else "serial"
     assert choose("auto", configs, workers=1) == expected
-    assert not parallel_pays(0.07, 11, 2)  # 12 tiny runs: starting workers costs more
-    assert parallel_pays(1.0, 11, 2) and parallel_pays(5.0, 11, 2)
+    spawn, fork = STARTUP_S["spawn"], STARTUP_S["fork"]
+    assert not parallel_pays(0.07, 11, 2, spawn)  # 12 tiny runs: spawning costs more
+    assert parallel_pays(0.07, 11, 2, fork)  # forked workers are there at once
+    assert not parallel_pays(0.02, 11, 2, fork)  # but not for nothing
+    for startup in (spawn, fork):
+        assert parallel_pays(1.0, 11, 2, startup) and parallel_pays(5.0, 11, 2, startup)
 
 
 def test_two_processes_on_one_store_run_every_config_once(tmp_path: Path) -> None:
