@@ -1,8 +1,9 @@
 """Executors: where the runs of a sweep run. Each yields ``(run id, result or exception)``.
 
 The driver (``lrkit.sweep``) writes the store; executors only run and return. Every executor
-gets its tasks from the :class:`~lrkit.sweeps.run.TaskResolver` of the sweep call (serial,
-vectorized) or from one made by each worker process / Ray actor for the life of the pool.
+gets its tasks from the :class:`~lrkit.sweeps.run.TaskResolver` of the sweep call: serial and
+vectorized use it, forked workers inherit it, Ray actors get a copy through the object store;
+spawned workers (and actors whose tasks do not pickle) build their own for the pool's life.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def ray(
     configs: Sequence[RunConfig], tasks: TaskResolver, workers: int | None, address: str | None
 ) -> Outcomes:
     """Runs on ``workers`` Ray actors (default: the cluster's CPUs); ``address`` joins a
-    running cluster, else a local one starts (and this process helps while it does)."""
-    backend = RayBackend(address)
+    running cluster, else a local one starts (and this process helps while it does). The
+    actors get ``tasks`` as built here (no data load on the cluster) when they pickle."""
+    backend = RayBackend(address, tasks)
     size = min(workers, len(configs)) if workers else 0
     return pooled(configs, tasks, backend, size)
 
@@ -244,8 +246,8 @@ def execute(
     workers: int | None,
     address: str | None,
 ) -> Outcomes:
-    """The outcomes of ``configs`` run by ``executor``; in-process executors take their
-    tasks from ``tasks``, worker processes and Ray actors build their own."""
+    """The outcomes of ``configs`` run by ``executor``, with the tasks of ``tasks`` (built;
+    see the module's text for how each executor gets them)."""
     if not configs:
         return serial((), tasks)
     executor = choose(executor, configs, workers)

@@ -339,10 +339,12 @@ class ProcessBackend:
 
 
 class _RunActor:
-    """A Ray actor that runs batches, keeping the tasks it built for its own later runs."""
+    """A Ray actor that runs batches, keeping its tasks for its own later runs: the driver's,
+    as built there (shipped once through Ray's object store), or built here if they could
+    not be shipped."""
 
-    def __init__(self) -> None:
-        self.tasks = TaskResolver()
+    def __init__(self, tasks: TaskResolver | None) -> None:
+        self.tasks = tasks if tasks is not None else TaskResolver()
 
     def warm(self, config: RunConfig) -> int:
         self.tasks(config)
@@ -357,12 +359,13 @@ class RayBackend:
     here (then this process helps while it starts). A batch whose actor died (its node was
     lost) is put back and runs elsewhere."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, tasks: TaskResolver | None = None) -> None:
         try:
             import ray
         except ImportError as exc:
             raise ImportError("executor='ray' needs Ray: pip install 'lrkit[ray]'") from exc
         self.ray = ray
+        self.tasks = tasks
         self.address = address
         self.local_help = address is None and not ray.is_initialized()
         self.startup_s = STARTUP_S["spawn"]
@@ -381,7 +384,13 @@ class RayBackend:
             self.started_here = True
         size = size or max(int(ray.cluster_resources().get("CPU", 1)), 1)
         actor_class = ray.remote(num_cpus=1)(_RunActor)
-        self.actors = [actor_class.remote() for _ in range(size)]
+        shared = None
+        if self.tasks is not None:
+            try:  # built tasks (data loaded) travel once; actors then need not build them
+                shared = ray.put(self.tasks)
+            except Exception:  # a task that does not pickle: each actor builds its own
+                shared = None
+        self.actors = [actor_class.remote(shared) for _ in range(size)]
         return [actor.warm.remote(first).future() for actor in self.actors]
 
     def submit(self, slot: int, batch: list[RunConfig]) -> Future[list[Outcome]]:
