@@ -63,11 +63,16 @@ WATCHDOG_S = 0.5
 def start_method() -> str:
     """How local pool workers start: ``$LRKIT_START_METHOD`` if set, else ``"fork"`` on
     Linux (workers inherit the built tasks: no import, no data load) and ``"spawn"``
-    elsewhere (fork is unsafe on macOS and absent on Windows)."""
+    elsewhere (fork is unsafe on macOS and absent on Windows) or once this process has
+    initialised CUDA (a forked child cannot use it)."""
+    import torch
+
     method = os.environ.get(START_METHOD_ENV, "").strip()
     available = multiprocessing.get_all_start_methods()
     if not method:
-        return "fork" if sys.platform.startswith("linux") and "fork" in available else "spawn"
+        linux = sys.platform.startswith("linux") and "fork" in available
+        cuda = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+        return "fork" if linux and not cuda else "spawn"
     if method not in available:
         raise ValueError(
             f"{START_METHOD_ENV} must be one of {', '.join(available)} on this platform "
@@ -378,7 +383,8 @@ class RayBackend:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if self.address is not None:
                 kwargs["address"] = self.address
-            else:
+            else:  # a new local cluster, also when `ray start` left one running here
+                kwargs["address"] = "local"
                 kwargs["num_cpus"] = size or os.cpu_count() or 1
             ray.init(**kwargs)
             self.started_here = True
