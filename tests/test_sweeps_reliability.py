@@ -348,6 +348,28 @@ def test_a_bad_ray_address_fails_fast_with_a_clear_error(tmp_path: Path) -> None
     assert not (tmp_path / "s" / "lrkit.db").exists()
 
 
+def test_ray_without_an_address_starts_its_own_cluster_even_beside_a_running_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ray.init() without an address joins a cluster that `ray start` left on this machine,
+    # and then refuses num_cpus: the sweep failed after its runs were claimed
+    ray = pytest.importorskip("ray")
+    from lrkit.sweeps.pool import RayBackend
+
+    seen: dict[str, object] = {}
+
+    def init(**kwargs: object) -> None:
+        seen.update(kwargs)
+        raise RuntimeError("init seen")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    config = SweepSpec(task="digits-mlp", lrs=[0.1], epochs=1).expand()[0]
+    with pytest.raises(RuntimeError, match="init seen"):
+        RayBackend(None).start(config, 2)
+    assert seen["address"] == "local" and seen["num_cpus"] == 2
+
+
 @pytest.mark.parametrize("workers", [-1, 0])
 def test_bad_workers_fail_before_any_run_is_claimed(workers: int, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
