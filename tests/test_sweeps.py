@@ -254,16 +254,38 @@ def epoch_metrics(store: Store) -> dict[tuple[float, int], dict[str, list[float 
     return {(r.config["lr"], r.config["seed"]): store.metrics(r.id, "epoch") for r in store.runs()}
 
 
-def test_processes_and_ray_give_the_same_results_as_serial(tmp_path: Path) -> None:
-    grid = {"lrs": [0.01, 0.1], "seeds": [0, 1], "progress": False, "report": False, **TINY}
+BUILDS = "LRKIT_TEST_BUILDS"
+
+
+def counted_task() -> Task:
+    """digits-mlp, noting in ``$LRKIT_TEST_BUILDS`` the PID of each process that builds it."""
+    with open(os.environ[BUILDS], "a") as log:
+        log.write(f"{os.getpid()}\n")
+    return get_task("digits-mlp")
+
+
+def test_processes_and_ray_give_the_same_results_as_serial_on_the_tasks_built_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrkit.sweeps.pool import start_method
+
+    builds = tmp_path / "builds.txt"
+    monkeypatch.setenv(BUILDS, str(builds))
+    grid = {"lrs": [0.01, 0.1], "seeds": [0, 1], "progress": False, "report": False,
+            "task": "tests.test_sweeps:counted_task", "epochs": 1}  # fmt: skip
     serial = sweep(store=tmp_path / "serial", **grid)  # type: ignore[arg-type]
     procs = sweep(store=tmp_path / "procs", executor="processes", workers=2, **grid)  # type: ignore[arg-type]
+    if start_method() == "fork":  # forked workers inherit the task: no build of their own
+        assert set(builds.read_text().split()) == {str(os.getpid())}
+    before = len(builds.read_text().split())
     on_ray = sweep(store=tmp_path / "ray", executor="ray", workers=2, **grid)  # type: ignore[arg-type]
     expected = epoch_metrics(serial.store)
     assert len(expected) == 4
     assert epoch_metrics(procs.store) == expected
     assert epoch_metrics(on_ray.store) == expected
     assert {r.status for r in on_ray.runs} == {"done"}
+    # the Ray actors got the task built here
+    assert set(builds.read_text().split()[before:]) == {str(os.getpid())}
 
 
 KILLABLE = """
@@ -358,13 +380,17 @@ def test_vectorized_executor_matches_serial_within_float32_noise(tmp_path: Path)
 
 def test_auto_picks_serial_for_one_core_and_workers_only_when_they_pay() -> None:
     from lrkit.sweeps.executors import choose
-    from lrkit.sweeps.pool import parallel_pays
+    from lrkit.sweeps.pool import STARTUP_S, parallel_pays
 
     configs = SweepSpec(lrs=[0.1, 0.2], **TINY).expand()
     expected = "vectorized" if torch.cuda.is_available() else "serial"
     assert choose("auto", configs, workers=1) == expected
-    assert not parallel_pays(0.07, 11, 2)  # 12 tiny runs: starting workers costs more
-    assert parallel_pays(1.0, 11, 2) and parallel_pays(5.0, 11, 2)
+    spawn, fork = STARTUP_S["spawn"], STARTUP_S["fork"]
+    assert not parallel_pays(0.07, 11, 2, spawn)  # 12 tiny runs: spawning costs more
+    assert parallel_pays(0.07, 11, 2, fork)  # forked workers are there at once
+    assert not parallel_pays(0.02, 11, 2, fork)  # but not for nothing
+    for startup in (spawn, fork):
+        assert parallel_pays(1.0, 11, 2, startup) and parallel_pays(5.0, 11, 2, startup)
 
 
 def test_two_processes_on_one_store_run_every_config_once(tmp_path: Path) -> None:

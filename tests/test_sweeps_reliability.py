@@ -215,21 +215,49 @@ print("finished")
 """
 
 
+def _run_script(script: Path, method: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"LRKIT_START_METHOD": method}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=180, cwd=script.parent, env=env)  # fmt: skip
+
+
 def test_processes_from_a_script_without_a_main_guard_say_what_to_do(tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED.format(store=str(tmp_path / "s")))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=180, cwd=tmp_path)  # fmt: skip
+    proc = _run_script(script, "spawn")
     assert proc.returncode != 0
     assert 'if __name__ == "__main__":' in proc.stderr and "line 3" in proc.stderr
     assert proc.stdout.count("finished") == 0 and not (tmp_path / "s" / "lrkit.db").exists()
     body = textwrap.indent(UNGUARDED.replace("import lrkit", ""), "    ")
     guarded = "\n".join(["import lrkit", 'if __name__ == "__main__":', body])
     script.write_text(guarded.format(store=str(tmp_path / "s")))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=180, cwd=tmp_path)  # fmt: skip
+    proc = _run_script(script, "spawn")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("finished") == 1  # the workers did not run the script again
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is the default on Linux")
+def test_processes_from_a_script_without_a_main_guard_run_on_forked_workers(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED.format(store=str(tmp_path / "s")))
+    proc = _run_script(script, "fork")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("finished") == 1  # forked workers never import the script
+    runs = Store(tmp_path / "s").runs()
+    assert len(runs) == 2 and {r.status for r in runs} == {"done"}
+
+
+def test_a_bad_start_method_is_named_before_any_run_is_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LRKIT_START_METHOD", "threads")
+    for executor in ("processes", "auto"):
+        with pytest.raises(ValueError, match=r"LRKIT_START_METHOD must be one of .*'threads'"):
+            sweep("digits-mlp", lrs=[0.01, 0.1], epochs=1, executor=executor, workers=2,
+                  store=tmp_path / "s", progress=False, report=False)  # fmt: skip
+    assert not (tmp_path / "s").exists()
 
 
 # ---------------------------------------------------------------- item 7: executors
@@ -261,23 +289,28 @@ def _pythonpath() -> list[str]:
 
 
 def _pool_workers(parent: int) -> list[int]:
+    """The sweep's worker processes: its children that are spawned pool workers or copies
+    of itself (forked), not the resource tracker."""
     pids = []
+    own = Path(f"/proc/{parent}/cmdline").read_bytes()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rpartition(")")[2].split()
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+        if int(fields[1]) == parent and (b"spawn_main" in cmdline or cmdline == own):
             pids.append(int(stat.parent.name))
     return pids
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_workers_exit_when_the_sweep_process_is_killed(method: str, tmp_path: Path) -> None:
     script = tmp_path / "pool.py"
     script.write_text(KILLED_POOL.format(store=str(tmp_path / "s")))
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), *_pythonpath()])}
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), *_pythonpath()]),
+                        "LRKIT_START_METHOD": method}  # fmt: skip
     parent = subprocess.Popen([sys.executable, str(script)], env=env, cwd=ROOT)
     try:
         deadline = time.time() + 120
@@ -313,6 +346,28 @@ def test_a_bad_ray_address_fails_fast_with_a_clear_error(tmp_path: Path) -> None
     assert time.monotonic() - started < 30
     assert "cannot reach a Ray cluster at 127.0.0.1:9" in proc.stdout, proc.stdout + proc.stderr
     assert not (tmp_path / "s" / "lrkit.db").exists()
+
+
+def test_ray_without_an_address_starts_its_own_cluster_even_beside_a_running_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ray.init() without an address joins a cluster that `ray start` left on this machine,
+    # and then refuses num_cpus: the sweep failed after its runs were claimed
+    ray = pytest.importorskip("ray")
+    from lrkit.sweeps.pool import RayBackend
+
+    seen: dict[str, object] = {}
+
+    def init(**kwargs: object) -> None:
+        seen.update(kwargs)
+        raise RuntimeError("init seen")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    config = SweepSpec(task="digits-mlp", lrs=[0.1], epochs=1).expand()[0]
+    with pytest.raises(RuntimeError, match="init seen"):
+        RayBackend(None).start(config, 2)
+    assert seen["address"] == "local" and seen["num_cpus"] == 2
 
 
 @pytest.mark.parametrize("workers", [-1, 0])

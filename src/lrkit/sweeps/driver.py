@@ -220,11 +220,14 @@ def run_spec(
     todo = db.claim(ids, take_over=take_over)
     elsewhere = db.running_elsewhere([i for i in ids if i not in todo])
     ran = failed = 0
+    # before any thread of ours starts (the progress bar's, the heartbeat): forked pool
+    # workers are forked here
+    outcomes = execute(executor, [by_id[i] for i in todo], tasks, workers, address)
     with (
+        contextlib.closing(outcomes),
         tqdm(total=len(todo), desc=f"sweep {sweep_id}", disable=not progress) as bar,
         _heartbeat(db),
     ):
-        outcomes = execute(executor, [by_id[i] for i in todo], tasks, workers, address)
         for run_id, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 db.fail(run_id, _error_text(outcome))

@@ -1,8 +1,9 @@
 """Executors: where the runs of a sweep run. Each yields ``(run id, result or exception)``.
 
 The driver (``lrkit.sweep``) writes the store; executors only run and return. Every executor
-gets its tasks from the :class:`~lrkit.sweeps.run.TaskResolver` of the sweep call (serial,
-vectorized) or from one made by each worker process / Ray actor for the life of the pool.
+gets its tasks from the :class:`~lrkit.sweeps.run.TaskResolver` of the sweep call: serial and
+vectorized use it, forked workers inherit it, Ray actors get a copy through the object store;
+spawned workers (and actors whose tasks do not pickle) build their own for the pool's life.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import ast
 import os
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 from lrkit.optimizers import DEFAULTS
-from lrkit.sweeps.pool import ProcessBackend, RayBackend, pooled
+from lrkit.sweeps.pool import ProcessBackend, RayBackend, pooled, start_method
 from lrkit.sweeps.run import TaskResolver, run_config
 from lrkit.sweeps.spec import RunConfig
 
@@ -30,9 +31,10 @@ EXECUTORS: dict[str, str] = {
 }
 """Executor names and what each does (the CLI's help is written from this table)."""
 Outcome = tuple[str, dict[str, Any] | BaseException]
+Outcomes = Generator[Outcome, None, None]
 
 
-def serial(configs: Sequence[RunConfig], tasks: TaskResolver) -> Iterator[Outcome]:
+def serial(configs: Sequence[RunConfig], tasks: TaskResolver) -> Outcomes:
     """In this process, one run after another."""
     for cfg in configs:
         try:
@@ -43,19 +45,25 @@ def serial(configs: Sequence[RunConfig], tasks: TaskResolver) -> Iterator[Outcom
 
 def processes(
     configs: Sequence[RunConfig], tasks: TaskResolver, workers: int | None, *, auto: bool = False
-) -> Iterator[Outcome]:
+) -> Outcomes:
     """A local pool of ``workers`` processes (default: one per CPU), kept for the whole
-    sweep; this process runs runs too while they start (see :mod:`lrkit.sweeps.pool`)."""
+    sweep (see :mod:`lrkit.sweeps.pool`). Forked workers (Linux) are forked here, now, with
+    ``tasks`` built: call this before starting any thread. Spawned ones start on first use,
+    and this process runs runs too while they start."""
     size = min(workers or os.cpu_count() or 1, len(configs))
-    return pooled(configs, tasks, ProcessBackend(), size, auto=auto)
+    backend = ProcessBackend(tasks, start_method())
+    if backend.method == "fork":
+        backend.fork_now(configs[0], size)
+    return pooled(configs, tasks, backend, size, auto=auto)
 
 
 def ray(
     configs: Sequence[RunConfig], tasks: TaskResolver, workers: int | None, address: str | None
-) -> Iterator[Outcome]:
+) -> Outcomes:
     """Runs on ``workers`` Ray actors (default: the cluster's CPUs); ``address`` joins a
-    running cluster, else a local one starts (and this process helps while it does)."""
-    backend = RayBackend(address)
+    running cluster, else a local one starts (and this process helps while it does). The
+    actors get ``tasks`` as built here (no data load on the cluster) when they pickle."""
+    backend = RayBackend(address, tasks)
     size = min(workers, len(configs)) if workers else 0
     return pooled(configs, tasks, backend, size)
 
@@ -80,7 +88,7 @@ def max_members_for(model: Any, device: Any, cap: int = 64) -> int:
 
 def vectorized(
     configs: Sequence[RunConfig], tasks: TaskResolver, max_members: int | None = None
-) -> Iterator[Outcome]:
+) -> Outcomes:
     """Groups of runs that differ only in LR and seed, trained together with ``fit_many``.
 
     Each member keeps its own seed's initial weights and data order, so results equal the
@@ -136,15 +144,22 @@ def choose(executor: str, configs: Sequence[RunConfig], workers: int | None) -> 
     if torch.cuda.is_available() and batched:
         return "vectorized"
     cores = workers or os.cpu_count() or 1
-    if cores < 2 or len(configs) < 2 or main_guard_problem() is not None:
+    if cores < 2 or len(configs) < 2 or _guard_problem() is not None:
         return "serial"
     return "auto"
+
+
+def _guard_problem() -> str | None:
+    """:func:`main_guard_problem` where workers would start without fork, else None."""
+    return None if start_method() == "fork" else main_guard_problem()
 
 
 def main_guard_problem() -> str | None:
     """What is wrong when this call would start spawned workers from a script's top level
     without an ``if __name__ == "__main__":`` guard (each worker imports the script again,
-    and would run it again), or None."""
+    and would run it again), or None. Forked workers (Linux) do not import the script: the
+    executors ask only when the workers are not forked (:func:`~lrkit.sweeps.pool.start_method`).
+    """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if main is None or path is None or not str(path).endswith(".py"):
@@ -188,14 +203,17 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 def check_executor(executor: str, workers: int | None, address: str | None) -> None:
     """Every executor setting checked before anything is claimed: the name, ``workers``,
-    the script's ``__main__`` guard (processes) and a reachable Ray ``address``."""
+    the start method and the script's ``__main__`` guard (processes; spawned workers only)
+    and a reachable Ray ``address``."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"workers must be an integer >= 1 (got {workers!r}); or leave it unset")
-    if executor == "processes" and (problem := main_guard_problem()) is not None:
+    if executor in ("processes", "auto"):
+        start_method()  # a bad $LRKIT_START_METHOD is named before any claim
+    if executor == "processes" and (problem := _guard_problem()) is not None:
         raise ValueError(problem)
     if executor == "ray" and address is not None:
         check_ray_address(address)
@@ -229,11 +247,11 @@ def execute(
     tasks: TaskResolver,
     workers: int | None,
     address: str | None,
-) -> Iterator[Outcome]:
-    """The outcomes of ``configs`` run by ``executor``; in-process executors take their
-    tasks from ``tasks``, worker processes and Ray actors build their own."""
+) -> Outcomes:
+    """The outcomes of ``configs`` run by ``executor``, with the tasks of ``tasks`` (built;
+    see the module's text for how each executor gets them)."""
     if not configs:
-        return iter(())
+        return serial((), tasks)
     executor = choose(executor, configs, workers)
     if executor == "vectorized":
         return vectorized(configs, tasks)

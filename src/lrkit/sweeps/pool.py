@@ -2,9 +2,12 @@
 
 Workers start once per sweep call, keep the tasks (and their data) they built for later runs,
 and take runs in batches sized from the run times seen so far (a batch lasts about
-:data:`BATCH_S`), so tiny runs do not pay a round trip each. While the workers start, the
-calling process runs runs itself ("local help"), so start-up is not lost time; with
-``executor="auto"`` the workers start only when the runs measured so far say they will pay
+:data:`BATCH_S`), so tiny runs do not pay a round trip each. On Linux, local workers are
+forked from the sweep's process after it has built the tasks (:func:`start_method`), so they
+start with torch imported and the data loaded; spawned workers (macOS, Windows, or
+``LRKIT_START_METHOD=spawn``) import and build everything themselves, and while they start the
+calling process runs runs itself ("local help"), so start-up is not lost time. With
+``executor="auto"`` the workers get runs only when the runs measured so far say they pay
 (:func:`parallel_pays`). If every worker is lost, the remaining runs run in this process.
 
 A worker whose batch is lost with it (a Ray node that died) has the batch put back in the
@@ -19,35 +22,73 @@ import math
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 from lrkit.sweeps.run import TaskResolver, run_config
 from lrkit.sweeps.spec import RunConfig
 
-__all__ = ["BATCH_S", "STARTUP_S", "ProcessBackend", "RayBackend", "parallel_pays", "pooled"]
+__all__ = [
+    "BATCH_S",
+    "STARTUP_S",
+    "ProcessBackend",
+    "RayBackend",
+    "parallel_pays",
+    "pooled",
+    "start_method",
+]
 
 Outcome = tuple[str, dict[str, Any] | BaseException]
+Outcomes = Generator[Outcome, None, None]
 BATCH_S = 0.5
 """A batch of runs handed to a worker lasts about this long (tiny runs are grouped)."""
-STARTUP_S = 3.0
-"""What starting a pool costs, in seconds of one core (spawn, import torch, build the task;
-measured with benchmarks/bench_sweep.py on a 2-core machine): ``auto`` weighs it."""
+STARTUP_S = {"fork": 0.2, "spawn": 3.0, "forkserver": 3.0}
+"""What starting a pool of 2 workers costs, in seconds of one core, by start method:
+``auto`` weighs it. spawn (and forkserver): import torch and build the task in each worker
+(about 4.7 s a worker on a quiet 2-core machine, partly hidden by local help); fork: copy
+this process, which has both, and later shut the copies down (0.1-0.2 s for mnist-lenet on
+a 2-core machine at load 8). Measured with benchmarks/bench_sweep.py and
+``ProcessBackend.fork_now``."""
+START_METHOD_ENV = "LRKIT_START_METHOD"
+"""Environment variable that picks how local workers start: fork, spawn or forkserver."""
 WATCHDOG_S = 0.5
 """How often a pool worker checks that the process that started it is still there."""
 
 
-def parallel_pays(run_s: float, remaining: int, cores: int) -> bool:
+def start_method() -> str:
+    """How local pool workers start: ``$LRKIT_START_METHOD`` if set, else ``"fork"`` on
+    Linux (workers inherit the built tasks: no import, no data load) and ``"spawn"``
+    elsewhere (fork is unsafe on macOS and absent on Windows) or once this process has
+    initialised CUDA (a forked child cannot use it)."""
+    import torch
+
+    method = os.environ.get(START_METHOD_ENV, "").strip()
+    available = multiprocessing.get_all_start_methods()
+    if not method:
+        linux = sys.platform.startswith("linux") and "fork" in available
+        cuda = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+        return "fork" if linux and not cuda else "spawn"
+    if method not in available:
+        raise ValueError(
+            f"{START_METHOD_ENV} must be one of {', '.join(available)} on this platform "
+            f"(got {method!r}); unset it for the default"
+        )
+    return method
+
+
+def parallel_pays(run_s: float, remaining: int, cores: int, startup_s: float) -> bool:
     """Whether ``remaining`` runs of ``run_s`` seconds finish sooner on ``cores`` workers
-    (after :data:`STARTUP_S`) than here, by a margin (``auto``'s rule)."""
+    (after ``startup_s`` of start-up, see :data:`STARTUP_S`) than here, by a margin
+    (``auto``'s rule)."""
     if cores < 2 or remaining < 2:
         return False
     serial_s = remaining * run_s
-    return STARTUP_S + serial_s / cores < 0.8 * serial_s
+    return startup_s + serial_s / cores < 0.8 * serial_s
 
 
 def one(config: RunConfig, tasks: TaskResolver) -> Outcome:
@@ -59,9 +100,11 @@ def one(config: RunConfig, tasks: TaskResolver) -> Outcome:
 
 
 class Backend(Protocol):
-    """Where batches run: ``slots`` workers, each taking one batch at a time."""
+    """Where batches run: ``slots`` workers, each taking one batch at a time. ``local_help``:
+    this process runs runs while the workers start; ``startup_s``: what starting costs."""
 
     local_help: bool
+    startup_s: float
 
     def start(self, first: RunConfig, size: int) -> list[Future[Any]]: ...
     def submit(self, slot: int, batch: list[RunConfig]) -> Future[list[Outcome]]: ...
@@ -76,9 +119,10 @@ def pooled(
     workers: int,
     *,
     auto: bool = False,
-) -> Iterator[Outcome]:
+) -> Outcomes:
     """The outcomes of ``configs``, run on ``backend``'s workers and (while they start, or
-    when all are lost) in this process. ``auto``: start the workers only if they pay."""
+    when all are lost) in this process. ``auto``: use the workers only if they pay (runs
+    timed here first; or, when the backend starts at no cost, the workers' first runs)."""
     todo: deque[RunConfig] = deque(configs)
     lock = threading.Lock()
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -137,10 +181,12 @@ def pooled(
     def on_ready(slot: int, future: Future[Any]) -> None:
         events.put(("ready", (slot, future)))
 
-    if backend.local_help or auto:
+    # auto on workers that start at no cost (forked): they run the first runs and time them
+    probing = auto and not backend.local_help
+    if backend.local_help or (auto and not probing):
         start_local()
     try:
-        if not auto:
+        if not auto or probing:
             start_workers()
         yielded = 0
         while yielded < len(configs):
@@ -150,7 +196,11 @@ def pooled(
                 run_times.append(seconds)
                 yielded += 1
                 yield outcome
-                if auto and not started and parallel_pays(seconds, len(todo), workers):
+                if (
+                    auto
+                    and not started
+                    and parallel_pays(seconds, len(todo), workers, backend.startup_s)
+                ):
                     start_workers()
             elif kind == "ready":
                 slot, future = payload
@@ -173,6 +223,10 @@ def pooled(
                         run_times.append(float(outcome[1]["history"].get("wall_s", 0.0)))
                     yielded += 1
                     yield outcome
+                if probing and run_times:
+                    probing = False
+                    if not parallel_pays(run_times[-1], len(todo), workers, backend.startup_s):
+                        live.clear()  # too short to pay even so: the rest run here
                 if slot in live:
                     feed(slot)
             if started and not live and todo and events.empty() and not _alive(local_thread):
@@ -181,8 +235,7 @@ def pooled(
         stop_local.set()
         if local_thread is not None:
             local_thread.join()
-        if started:
-            backend.close()
+        backend.close()
 
 
 def _alive(thread: threading.Thread | None) -> bool:
@@ -193,7 +246,7 @@ def _alive(thread: threading.Thread | None) -> bool:
 
 _pool_worker_tasks: TaskResolver | None = None
 """The tasks of a ``processes`` pool worker: set by :func:`_start_pool_worker`, which runs only
-in a worker process the pool spawned for one sweep call, so it lives and dies with that pool
+in a worker process the pool started for one sweep call, so it lives and dies with that pool
 (never set in the process that calls ``sweep``)."""
 
 
@@ -204,14 +257,21 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)  # the sweep's process is gone (SIGKILL): do not run on as an orphan
 
 
-def _start_pool_worker(parent: int) -> None:
+def _start_pool_worker(parent: int, tasks: TaskResolver | None) -> None:
+    """A worker's set-up: the tasks it inherited (fork) or a resolver of its own (spawn),
+    one intra-op thread (runs are single-threaded; and after a fork, torch's thread pool
+    of the parent is not there), and the watchdog."""
     global _pool_worker_tasks
-    _pool_worker_tasks = TaskResolver()
+    import torch
+
+    torch.set_num_threads(1)
+    _pool_worker_tasks = tasks if tasks is not None else TaskResolver()
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def _warm(config: RunConfig) -> int:
-    """Build the first run's task in this worker (data loaded before the first batch)."""
+    """Build the first run's task in this worker (data loaded before the first batch; a
+    forked worker has it already)."""
     if _pool_worker_tasks is None:
         raise RuntimeError("_warm runs only in a pool started by ProcessBackend")
     _pool_worker_tasks(config)
@@ -225,24 +285,41 @@ def _run_batch(batch: list[RunConfig]) -> list[Outcome]:
 
 
 class ProcessBackend:
-    """``workers`` local processes, started with spawn; each exits if the sweep's process
-    dies (a watchdog thread), so a SIGKILLed sweep leaves no workers behind."""
+    """``size`` local processes started with ``method`` (:func:`start_method`); each exits if
+    the sweep's process dies (a watchdog thread), so a SIGKILLed sweep leaves no workers
+    behind.
 
-    local_help = True
+    With ``fork`` the workers start here, at once (:meth:`fork_now`, called by the executor
+    before the sweep's process starts any thread of its own: forking a process while another
+    of its threads holds a lock can leave the child stuck), and inherit ``tasks`` as built;
+    no local help is needed. With ``spawn``/``forkserver`` they start when the pool is first
+    used, build their own tasks, and this process runs runs meanwhile.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, tasks: TaskResolver, method: str) -> None:
+        self.tasks = tasks
+        self.method = method
+        self.local_help = method != "fork"
+        self.startup_s = STARTUP_S[method]
         self.pool: ProcessPoolExecutor | None = None
+        self.ready: list[Future[Any]] = []
         self.warmed = False
 
-    def start(self, first: RunConfig, size: int) -> list[Future[Any]]:
-        context = multiprocessing.get_context("spawn")
+    def fork_now(self, first: RunConfig, size: int) -> None:
+        """Start the workers now (fork: all of them are forked before this returns)."""
+        context = multiprocessing.get_context(self.method)
+        inherited = self.tasks if self.method == "fork" else None
         self.pool = ProcessPoolExecutor(max_workers=size, mp_context=context,
                                         initializer=_start_pool_worker,
-                                        initargs=(os.getpid(),))  # fmt: skip
-        futures = [self.pool.submit(_warm, first) for _ in range(size)]
-        for future in futures:
+                                        initargs=(os.getpid(), inherited))  # fmt: skip
+        self.ready = [self.pool.submit(_warm, first) for _ in range(size)]
+        for future in self.ready:
             future.add_done_callback(lambda f: setattr(self, "warmed", True))
-        return futures
+
+    def start(self, first: RunConfig, size: int) -> list[Future[Any]]:
+        if self.pool is None:
+            self.fork_now(first, size)
+        return self.ready
 
     def submit(self, slot: int, batch: list[RunConfig]) -> Future[list[Outcome]]:
         assert self.pool is not None
@@ -267,10 +344,12 @@ class ProcessBackend:
 
 
 class _RunActor:
-    """A Ray actor that runs batches, keeping the tasks it built for its own later runs."""
+    """A Ray actor that runs batches, keeping its tasks for its own later runs: the driver's,
+    as built there (shipped once through Ray's object store), or built here if they could
+    not be shipped."""
 
-    def __init__(self) -> None:
-        self.tasks = TaskResolver()
+    def __init__(self, tasks: TaskResolver | None) -> None:
+        self.tasks = tasks if tasks is not None else TaskResolver()
 
     def warm(self, config: RunConfig) -> int:
         self.tasks(config)
@@ -285,14 +364,16 @@ class RayBackend:
     here (then this process helps while it starts). A batch whose actor died (its node was
     lost) is put back and runs elsewhere."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, tasks: TaskResolver | None = None) -> None:
         try:
             import ray
         except ImportError as exc:
             raise ImportError("executor='ray' needs Ray: pip install 'lrkit[ray]'") from exc
         self.ray = ray
+        self.tasks = tasks
         self.address = address
         self.local_help = address is None and not ray.is_initialized()
+        self.startup_s = STARTUP_S["spawn"]
         self.started_here = False
         self.actors: list[Any] = []
 
@@ -302,13 +383,20 @@ class RayBackend:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if self.address is not None:
                 kwargs["address"] = self.address
-            else:
+            else:  # a new local cluster, also when `ray start` left one running here
+                kwargs["address"] = "local"
                 kwargs["num_cpus"] = size or os.cpu_count() or 1
             ray.init(**kwargs)
             self.started_here = True
         size = size or max(int(ray.cluster_resources().get("CPU", 1)), 1)
         actor_class = ray.remote(num_cpus=1)(_RunActor)
-        self.actors = [actor_class.remote() for _ in range(size)]
+        shared = None
+        if self.tasks is not None:
+            try:  # built tasks (data loaded) travel once; actors then need not build them
+                shared = ray.put(self.tasks)
+            except Exception:  # a task that does not pickle: each actor builds its own
+                shared = None
+        self.actors = [actor_class.remote(shared) for _ in range(size)]
         return [actor.warm.remote(first).future() for actor in self.actors]
 
     def submit(self, slot: int, batch: list[RunConfig]) -> Future[list[Outcome]]:
