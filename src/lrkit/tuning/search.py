@@ -451,24 +451,17 @@ def _train_round(
     if executor in ("auto", "vectorized"):
         problem_text = _batched_problem(problem, state, len(todo))
         if problem_text is None:
-            try:
-                _train_batched(state, todo, round_)
-                return "vectorized"
-            except _NotBatchable as exc:
-                problem_text = str(exc)
+            _train_batched(state, todo, round_)
+            return "vectorized"
         if executor == "vectorized":
             raise ValueError(f"executor='vectorized' cannot run this model: {problem_text}; "
                              "use executor='serial' or 'auto'")  # fmt: skip
-        message = f"trained one after another (serial): {problem_text}"
+        message = f"trained one after another (serial), not vectorized: {problem_text}"
         log.warning(message)
         if message not in caveats:
             caveats.append(message)
     _train_serial(state, [m for m in todo if m not in state.candidates], round_)
     return "serial"
-
-
-class _NotBatchable(Exception):
-    """The batched pass cannot run this model (vmap refused it)."""
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -483,10 +476,32 @@ def _chunk_size(problem: _Problem, state: _Round) -> int:
 
 
 def _batched_problem(problem: _Problem, state: _Round, members: int) -> str | None:
-    """Why the batched pass cannot run (memory), or None."""
+    """Why the batched pass cannot run, or None: the memory estimate leaves room for one
+    member only, or vmap refuses the model on a first batch (two members, one train step and
+    one validation batch, on copies; the loaders' generators are put back)."""
+    from lrkit._engine import BatchedModel
+    from lrkit._steps import default_step, to_device
+
     size = _chunk_size(problem, state)
     if size < 2 and members > 1:
         return "the memory estimate leaves room for only one member at a time"
+    step = problem.step_fn or default_step(problem.criterion)  # type: ignore[arg-type]
+    rng = LoaderRng([problem.shared, problem.val_loader])
+    try:
+        models = [problem.make_model(s) for s in state.seeds[:1] * 2]
+        device = _device(models[0])
+        batched = BatchedModel(
+            [m.to(device) for m in models], step, problem.optimizer, problem.options,
+            shared_data=True, randomness="different",
+        )  # fmt: skip
+        batch = to_device(next(iter(problem.loader(state.seeds[0]))), device)
+        batched.grads(batch)
+        val = to_device(next(iter(problem.val_loader)), device)
+        batched.evaluate(lambda model, b: step(model, b), val)
+    except Exception as exc:  # whatever vmap raises, the serial path can still train it
+        return f"the batched pass (vmap) cannot run this model ({type(exc).__name__}: {exc})"
+    finally:
+        rng.restore()
     return None
 
 
@@ -535,10 +550,6 @@ def _train_batched(state: _Round, todo: list[Member], round_: int) -> None:
                 progress=state.progress, prune=hook if state.prune else None,
                 **problem.options,
             )  # fmt: skip
-        except ValueError as exc:
-            if "cannot be vectorized" in str(exc) and start == 0:
-                raise _NotBatchable(str(exc)) from exc
-            raise
         finally:
             rng.restore()
         for member, h, model in zip(chunk, histories, built, strict=True):
