@@ -14,6 +14,7 @@ def test_public_names_are_pinned() -> None:
             "ReduceOnPlateau",
             "ScheduleLR",
             "Task",
+            "TuneResult",
             "describe_groups",
             "find_lr",
             "fine_tune",
@@ -28,6 +29,7 @@ def test_public_names_are_pinned() -> None:
             "suggest",
             "sweep",
             "to_torch",
+            "tune",
             "unfreeze",
         ]
     )

@@ -36,7 +36,7 @@ LAYERS: list[set[str]] = [
     {"vectorized", "tasks"},
     {"finetune"},
     {"sweeps"},
-    {"report"},
+    {"report", "tuning"},
     {"demo", "integrations"},
     {"cli", "__init__", "__main__"},
 ]

@@ -22,6 +22,7 @@ from lrkit.sweeps import logspace, sweep
 from lrkit.tasks import Task, get_task
 from lrkit.torch_sched import ScheduleLR, to_torch
 from lrkit.train import History, fit
+from lrkit.tuning import TuneResult, tune
 from lrkit.vectorized import fit_many
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ReduceOnPlateau",
     "ScheduleLR",
     "Task",
+    "TuneResult",
     "describe_groups",
     "find_lr",
     "fine_tune",
@@ -45,6 +47,7 @@ __all__ = [
     "suggest",
     "sweep",
     "to_torch",
+    "tune",
     "unfreeze",
 ]
 __version__ = "0.1.0"

@@ -104,6 +104,26 @@ class BatchedModel:
         overrides SGD's momentum or Adam's beta1 for this step (a cyclic momentum)."""
         self.optimizer.step(grads, lr, active, momentum)
 
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep only the members at positions ``rows`` (in that order): their parameters,
+        fixed tensors, buffers and optimizer state. The others are dropped, so later steps
+        cost only the kept members' compute (what pruning a sweep saves)."""
+        device = next(iter((self.params | self.fixed | self.buffers).values())).device
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=device)
+        self.optimizer.keep(index)
+        self.fixed = {k: v[index] for k, v in self.fixed.items()}
+        self.buffers = {k: v[index] for k, v in self.buffers.items()}
+        self.members = len(index)
+
+    @torch.no_grad()
+    def write_to(self, row: int, model: nn.Module) -> None:
+        """Copy member ``row``'s current parameters and buffers into ``model`` (a module of
+        the same architecture, such as the one the member was built from)."""
+        state = self.params | self.fixed | self.buffers
+        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+            if name in state:
+                tensor.copy_(state[name][row])
+
     def evaluate(self, fn: Callable[[nn.Module, Any], Any], batch: Any) -> Any:
         """``fn(model, batch)`` for every member in eval mode without gradients, stacked on
         a first axis of size K (``batch`` is shared by all members)."""

@@ -566,6 +566,53 @@ def runs_show(
         console.print(table)
 
 
+@app.command("tune")
+@user_errors
+def tune_command(
+    task: TaskArg,
+    k: Annotated[int, typer.Option("--k", help="Candidate LRs trained at the full budget.")] = 5,
+    schedule: Annotated[
+        str, typer.Option(help="The protocol: constant, one_cycle, cosine or warmup_cosine.")
+    ] = "constant",
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the task's).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds, e.g. 0,1.")] = "0",
+    prune: Annotated[bool, typer.Option(help="Stop candidates clearly behind early.")] = True,
+    rounds: Annotated[int, typer.Option(help="1, or 2 for a finer round.")] = 1,
+    executor: Annotated[
+        str, typer.Option(help="auto, vectorized, serial, processes or ray.")
+    ] = "auto",
+    store: Annotated[
+        Path | None, typer.Option(help="Sweep store directory: resumable, seen by `lrkit runs`.")
+    ] = None,
+) -> None:
+    """Pick TASK's LR: a range test, then K candidates around it at the full budget."""
+    from lrkit.tuning import tune
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers (got {seeds!r})") from None
+    res = tune(task, k=k, schedule=schedule, epochs=epochs, seeds=seed_list, prune=prune,
+               rounds=rounds, executor=executor, store=store)  # fmt: skip
+    table = Table(title=f"{escape(task)}: {res.schedule}, {res.epochs} epochs ({res.executor})")
+    for column in ("round", "lr", "seed", res.metric, "stopped at", "outcome"):
+        table.add_column(column, justify="right")
+    for c in sorted(res.candidates, key=lambda c: (c.round, c.lr, c.seed)):
+        outcome = "diverged" if c.diverged else "pruned" if c.pruned else "done"
+        if c.lr == res.lr and c.completed:
+            outcome = "[bold green]chosen[/]"
+        metric = "-" if c.metric is None else f"{c.metric:.4g}"
+        table.add_row(str(c.round), f"{c.lr:.3g}", str(c.seed), metric, str(c.stopped_at), outcome)
+    console.print(table)
+    for caveat in res.caveats:
+        console.print(f"caveat: {escape(caveat)}")
+    chosen = "none" if res.lr is None else f"{res.lr:.4g}"
+    console.print(
+        f"chosen LR: {chosen}; cost {res.cost:.2f} run-equivalents, {res.wall_s:.1f}s",
+        highlight=False,
+    )
+
+
 def main() -> None:
     """Entry point of the ``lrkit`` console script."""
     sys.exit(app())

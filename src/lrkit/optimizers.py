@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -243,6 +244,21 @@ class BatchedOptimizer:
                 offset += size
         # NAdam keeps its running product of momenta in float32, as torch does.
         self.mu_product = torch.ones((), dtype=torch.float32)
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the members at ``rows`` (a 1-D index tensor), with their parameters and
+        state, and free the others' memory: later steps cost what the kept members cost."""
+        if not self.params:
+            return
+        shapes = {key: value.shape[1:] for key, value in self.params.items()}
+        self.flat = self.flat[rows].contiguous()
+        self.state = {key: value[rows].contiguous() for key, value in self.state.items()}
+        offset = 0
+        for key, shape in shapes.items():  # views into the new buffer, as __init__ makes them
+            size = math.prod(shape)
+            piece = self.flat[:, offset : offset + size]
+            self.params[key] = piece.unflatten(1, shape) if shape else piece.squeeze(1)  # type: ignore[no-untyped-call]
+            offset += size
 
     @torch.no_grad()
     def step(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -116,6 +116,7 @@ def fit_many(
     member_loaders: Sequence[Iterable[Any]] | None = None,
     strategy: str = "auto",
     compile: bool = False,
+    prune: Callable[[int, Sequence[History]], Collection[int]] | None = None,
     **optimizer_kwargs: Any,
 ) -> list[History]:
     """Train one member per (lr, seed), as :func:`lrkit.fit` trains one; a :class:`History`
@@ -142,7 +143,15 @@ def fit_many(
       every epoch; ``seed`` seeds the global RNG once before training, as ``fit`` does.
 
     A member whose loss turns NaN/inf is frozen and reported diverged; the others go on
-    untouched.
+    untouched. At the end the modules ``make_model`` built hold their member's final
+    weights (the loop trains them in place; the batched computation copies its state back).
+
+    ``prune(epoch, histories)`` (batched strategy only) is called after every epoch's
+    validation with every member's history and returns the indices of members to stop
+    there: they are recorded as stopped (``stop_reason`` ``"pruned after epoch N"``) and
+    removed from the batched computation together with the diverged ones, so the later
+    epochs cost only the members left. The members left compute exactly what they would
+    without pruning (up to the order of floating-point sums in batched kernels).
 
     ``strategy``: ``"vmap"`` (one batched computation), ``"loop"`` (the members one after
     another with ``fit`` and torch.optim: the reference twin) or ``"auto"``: vmap on CUDA,
@@ -162,6 +171,11 @@ def fit_many(
     """
     if strategy not in ("auto", "vmap", "loop"):
         raise ValueError(f"strategy must be 'auto', 'vmap' or 'loop' (got {strategy!r})")
+    if prune is not None and strategy != "vmap":
+        raise ValueError(
+            f"prune needs the batched computation (strategy='vmap'; got {strategy!r}): "
+            "members trained one after another cannot be compared at an epoch"
+        )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1 (got {epochs!r})")
     if (criterion is None) == (step_fn is None):
@@ -194,6 +208,11 @@ def fit_many(
     step = step_fn if step_fn is not None else default_step(criterion)  # type: ignore[arg-type]
 
     members = [make_model(s) for s in seeds]
+    if len({id(m) for m in members}) != k:
+        raise ValueError(
+            "make_model returned the same module object more than once; it must build a new "
+            "model per call (e.g. lambda seed: build(seed), not lambda seed: model)"
+        )
     dev = torch.device(device) if device is not None else next(members[0].parameters()).device
     if twin is None or strategy == "loop" or (strategy == "auto" and dev.type != "cuda"):
         return _loop(members, loaders, criterion, step_fn, optimizer, optimizer_kwargs, scheds,
@@ -211,6 +230,7 @@ def fit_many(
         else None
     )
     active = torch.ones(k, dtype=torch.bool, device=dev)
+    alive = list(range(k))  # the member of each row of the batched computation
     histories = [History() for _ in range(k)]
     diverged_at: list[int | None] = [None] * k
     if seed is not None:
@@ -223,9 +243,11 @@ def fit_many(
     with tqdm(total=epochs * length, desc=f"training {k} members", disable=not progress,
               leave=False) as bar:  # fmt: skip
         for epoch in range(1, epochs + 1):
-            losses = torch.empty(length, k, dtype=torch.float64, device=dev)
+            losses = torch.empty(length, len(alive), dtype=torch.float64, device=dev)
+            rows = torch.tensor(alive, dtype=torch.long, device=dev)
             first = t
-            for i, raw in enumerate(_batches(loaders, per_member)):
+            live = [loaders[m] for m in alive] if per_member else loaders
+            for i, raw in enumerate(_batches(live, per_member)):
                 try:
                     grads, loss = batched.grads(to_device(raw, dev))
                 except RuntimeError as exc:
@@ -234,10 +256,11 @@ def fit_many(
                     ) from exc
                 losses[i] = loss
                 active &= torch.isfinite(loss)
-                batched.step(grads, lr_table[t], active, None if momenta is None else momenta[t])
+                lr_rows = lr_table[t] if len(alive) == k else lr_table[t, rows]
+                batched.step(grads, lr_rows, active, None if momenta is None else momenta[t])
                 t += 1
                 bar.update(1)
-            for member, column in enumerate(losses.T.tolist()):
+            for member, column in zip(alive, losses.T.tolist(), strict=True):
                 if diverged_at[member] is not None:
                     continue
                 h = histories[member]
@@ -252,18 +275,37 @@ def fit_many(
                         break
                     h.step_lr.append(float(lr_table[first + j, member]))
                     h.step_loss.append(value)
-            summaries = _evaluate(batched, val_loader, criterion, step, metric_fns, dev, k)
-            for member, h in enumerate(histories):
+            summaries = _evaluate(batched, val_loader, criterion, step, metric_fns, dev, len(alive))
+            for row, member in enumerate(alive):
+                h = histories[member]
                 if diverged_at[member] is not None:
                     continue
                 steps = h.step_loss[-length:]
                 summary: dict[str, float] = {"epoch": epoch, "train_loss": sum(steps) / length}
                 if summaries is not None:
-                    summary.update({name: v[member] for name, v in summaries.items()})
+                    summary.update({name: v[row] for name, v in summaries.items()})
                 h.epochs.append(summary)
                 h.epoch_wall_s.append(time.perf_counter() - started)
-            if not bool(active.any()):
+            if prune is not None and epoch < epochs:
+                stop = {int(m) for m in prune(epoch, histories)}
+                kept = []
+                for row, member in enumerate(alive):
+                    if member in stop or diverged_at[member] is not None:
+                        batched.write_to(row, members[member])
+                        if diverged_at[member] is None:
+                            histories[member].stopped_early = True
+                            histories[member].stop_reason = f"pruned after epoch {epoch}"
+                    else:
+                        kept.append(row)
+                if len(kept) < len(alive):
+                    alive = [alive[row] for row in kept]
+                    active = active[kept]
+                    if kept:
+                        batched.keep(kept)
+            if not alive or not bool(active.any()):
                 break
+    for row, member in enumerate(alive):
+        batched.write_to(row, members[member])
     wall = time.perf_counter() - started
     for h in histories:
         h.wall_s = wall

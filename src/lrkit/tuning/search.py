@@ -1,0 +1,628 @@
+"""``lrkit.tune``: a range test, then K candidates around its suggestion trained at the full
+budget (batched where the model allows), pruned by successive halving, kept in the store."""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lrkit._loaders import LoaderRng
+from lrkit._steps import StepFn
+from lrkit.finder import FinderResult, find_lr
+from lrkit.optimizers import OPTIMIZERS
+from lrkit.schedules import for_run
+from lrkit.sweeps.spec import RunConfig, SweepSpec
+from lrkit.sweeps.store import RunRecord, Store
+from lrkit.tasks import Task, get_task
+from lrkit.train import METRICS, History, fit
+from lrkit.tuning.interval import SCHEDULE_OF, candidate_interval, log_points
+from lrkit.tuning.prune import error_of, rungs, to_stop
+from lrkit.tuning.result import Candidate, TuneResult
+
+__all__ = ["EXECUTORS", "SCHEDULES", "tune"]
+
+log = logging.getLogger("lrkit.tune")
+
+SCHEDULES = tuple(SCHEDULE_OF)
+"""The protocols a tune picks the (peak) LR for."""
+EXECUTORS = ("auto", "vectorized", "serial", "processes", "ray")
+Member = tuple[float, int]  # (lr, seed)
+
+
+@dataclass
+class _Problem:
+    """What is trained, whatever the caller handed in (a Task, a task name, a factory)."""
+
+    name: str
+    make_model: Callable[[int], nn.Module]
+    loader: Callable[[int], Iterable[Any]]
+    shared: Iterable[Any] | None  # the user's one train loader, or None (a Task: per seed)
+    val_loader: Iterable[Any]
+    criterion: Callable[..., Tensor] | None
+    step_fn: StepFn | None
+    metric: str
+    optimizer: str
+    options: dict[str, Any]
+    task: Task | None = None
+    importable: bool = False  # a task name worker processes can resolve themselves
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return () if self.metric == "val_loss" else (self.metric,)
+
+
+@dataclass
+class _Round:
+    """Training state of one tune across its rounds: what is known per member."""
+
+    problem: _Problem
+    schedule: str
+    epochs: int
+    seeds: tuple[int, ...]
+    prune: bool
+    db: Store | None
+    progress: bool
+    epoch_errors: dict[Member, list[float]] = field(default_factory=dict)
+    candidates: dict[Member, Candidate] = field(default_factory=dict)
+    models: dict[Member, nn.Module] = field(default_factory=dict)
+    run_ids: dict[Member, str] = field(default_factory=dict)
+    cost: float = 0.0
+    resumed: int = 0
+
+    def rung_errors(self, epoch: int, seeds: Sequence[int]) -> dict[float, float]:
+        """``{lr: mean error over seeds at epoch}`` over members that reached ``epoch``;
+        ``inf`` for an LR with a diverged seed."""
+        out: dict[float, list[float]] = {}
+        for (lr, seed), errors in self.epoch_errors.items():
+            if seed not in seeds:
+                continue
+            c = self.candidates.get((lr, seed))
+            if c is not None and c.diverged:
+                out.setdefault(lr, []).append(math.inf)
+            elif len(errors) >= epoch:
+                out.setdefault(lr, []).append(errors[epoch - 1])
+        return {lr: sum(v) / len(v) for lr, v in out.items()}
+
+    def record(self, member: Member, history: History, round_: int, cost: float,
+               model: nn.Module | None) -> None:  # fmt: skip
+        """Keep a trained member's outcome (and write it to the store)."""
+        lr, seed = member
+        metric = self.problem.metric
+        errors = [error_of(metric, e[metric]) for e in history.epochs if metric in e]
+        self.epoch_errors[member] = errors
+        pruned = history.stop_reason.startswith("pruned")
+        last = history.epochs[-1].get(metric) if history.epochs and not history.diverged else None
+        stopped = min(self.epochs, len(history.epochs) + (1 if history.diverged else 0))
+        self.candidates[member] = Candidate(lr, seed, last, stopped, history.diverged, pruned,
+                                            round_, self.run_ids.get(member))  # fmt: skip
+        self.cost += cost
+        if model is not None and not pruned and not history.diverged:
+            self.models[member] = model
+        if self.db is not None and member in self.run_ids:
+            self.db.finish(self.run_ids[member], {"id": self.run_ids[member],
+                           "history": history.to_dict(), "host": socket.gethostname()})  # fmt: skip
+
+    def load(self, member: Member, record: RunRecord, round_: int) -> None:
+        """A member finished by an earlier call, read back from the store."""
+        assert self.db is not None
+        epochs = self.db.metrics(record.id, "epoch")
+        values = [v for v in epochs.get(self.problem.metric, []) if v is not None]
+        history = History(
+            epochs=[{"epoch": i + 1, self.problem.metric: v} for i, v in enumerate(values)],
+            diverged=record.diverged, stop_reason=str(record.summary.get("stop_reason", "")),
+        )  # fmt: skip
+        db, self.db = self.db, None  # already stored: do not write it again
+        try:
+            self.record(member, history, round_, 0.0, None)
+        finally:
+            self.db = db
+        c = self.candidates[member]
+        self.cost += c.stopped_at / self.epochs
+        self.resumed += 1
+
+
+def _problem(
+    model_or_task: Any, train_loader: Iterable[Any] | None, val_loader: Iterable[Any] | None,
+    criterion: Callable[..., Tensor] | None, step_fn: StepFn | None, optimizer: str | None,
+    optimizer_kwargs: Mapping[str, Any] | None, metric: str | None,
+) -> _Problem:  # fmt: skip
+    """Check the model/task arguments and put them in one form."""
+    if isinstance(model_or_task, str):
+        task = get_task(model_or_task)
+        return _task_problem(task, model_or_task, True, train_loader, val_loader, criterion,
+                             step_fn, optimizer, optimizer_kwargs, metric)  # fmt: skip
+    if isinstance(model_or_task, Task):
+        return _task_problem(model_or_task, f"local:{model_or_task.name}", False, train_loader,
+                             val_loader, criterion, step_fn, optimizer, optimizer_kwargs,
+                             metric)  # fmt: skip
+    if isinstance(model_or_task, nn.Module) or not callable(model_or_task):
+        raise ValueError(
+            f"model_or_task must be a factory seed -> nn.Module, a Task or a task name (got "
+            f"{type(model_or_task).__name__}); every candidate needs fresh weights, so wrap "
+            "the model: lambda seed: MyNet()"
+        )
+    if train_loader is None or val_loader is None:
+        raise ValueError(
+            f"train_loader and val_loader are needed with a model factory (got "
+            f"train_loader={train_loader!r}, val_loader={val_loader!r}); the candidates are "
+            "compared on the validation metric"
+        )
+    if (criterion is None) == (step_fn is None):
+        raise ValueError(
+            "pass criterion (loss = criterion(model(x), y)) or step_fn(model, batch) -> loss, "
+            "not both"
+        )
+    name = optimizer or "sgd"
+    _check_optimizer(name)
+    chosen = metric or ("val_loss" if step_fn is not None else "accuracy")
+    if chosen != "val_loss" and (chosen not in METRICS or step_fn is not None):
+        valid = "'val_loss'" if step_fn is not None else f"'val_loss', {', '.join(METRICS)}"
+        raise ValueError(f"metric must be one of {valid} (got {metric!r})")
+    label = getattr(model_or_task, "__qualname__", type(model_or_task).__name__)
+    loader = train_loader
+    return _Problem(f"local:{label}", model_or_task, lambda seed: loader, train_loader,
+                    val_loader, criterion, step_fn, chosen, name,
+                    dict(optimizer_kwargs or {}))  # fmt: skip
+
+
+def _check_optimizer(name: Any) -> None:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ValueError(
+            f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {name!r}); tune trains "
+            "named optimizers so that the candidates can be batched and stored"
+        )
+
+
+def _task_problem(
+    task: Task, name: str, importable: bool, train_loader: Any, val_loader: Any,
+    criterion: Any, step_fn: Any, optimizer: str | None,
+    optimizer_kwargs: Mapping[str, Any] | None, metric: str | None,
+) -> _Problem:  # fmt: skip
+    given = {"train_loader": train_loader, "val_loader": val_loader, "criterion": criterion,
+             "step_fn": step_fn}  # fmt: skip
+    extra = [k for k, v in given.items() if v is not None]
+    if extra:
+        raise ValueError(
+            f"a Task brings its own data and loss; drop {', '.join(extra)} (or pass a model "
+            "factory with loaders instead of the task)"
+        )
+    if metric is not None and metric != task.metric:
+        raise ValueError(
+            f"metric {metric!r} differs from the task's metric {task.metric!r}; leave metric "
+            "unset for a Task"
+        )
+    name_opt = optimizer or task.optimizer
+    _check_optimizer(name_opt)
+    options = dict(optimizer_kwargs) if optimizer_kwargs is not None else (
+        dict(task.optimizer_kwargs) if name_opt == task.optimizer else {})  # fmt: skip
+    return _Problem(name, task.make_model, task.train_loader, None, task.val_loader(),
+                    task.criterion, None, task.metric, name_opt, options, task,
+                    importable)  # fmt: skip
+
+
+def _check_int(name: str, value: Any, low: int, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low} (got {value!r}); {fix}")
+    return value
+
+
+def tune(
+    model_or_task: Callable[[int], nn.Module] | Task | str,
+    train_loader: Iterable[Any] | None = None,
+    val_loader: Iterable[Any] | None = None,
+    criterion: Callable[..., Tensor] | None = None,
+    *,
+    step_fn: StepFn | None = None,
+    optimizer: str | None = None,
+    optimizer_kwargs: Mapping[str, Any] | None = None,
+    schedule: str = "constant",
+    epochs: int | None = None,
+    seeds: Sequence[int] = (0,),
+    k: int = 5,
+    prune: bool = True,
+    rounds: int = 1,
+    executor: str = "auto",
+    store: str | Path | None = None,
+    metric: str | None = None,
+    finder_runs: int = 3,
+    finder_kwargs: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+) -> TuneResult:
+    """The LR a grid at the full budget would pick, for the price of a few runs.
+
+    1. A range test (``finder_runs`` runs, :func:`lrkit.find_lr` with ``finder_kwargs``)
+       gives a suggestion for ``schedule`` and its spread; the candidate interval is the
+       suggestion × 10^(±w) decades, w = 0.5 + spread + 0.25 per caveat (at most 1.5), or a
+       wide fallback when there is no suggestion (said in ``caveats``;
+       :mod:`lrkit.tuning.interval`).
+    2. ``k`` LRs log-spaced in it, × ``seeds``, are trained for ``epochs`` with
+       ``schedule`` (``constant``, ``one_cycle``, ``cosine``, ``warmup_cosine``: the protocol
+       you will train with, the LR being its peak). ``executor``: ``"vectorized"`` (one
+       batched pass with :func:`lrkit.fit_many`'s engine, in chunks that fit in memory),
+       ``"serial"`` (one after another), ``"processes"``/``"ray"`` (the sweep executors; a
+       task name only, no pruning) or ``"auto"``: vectorized when the model batches, else
+       serial, with the reason in ``caveats``.
+    3. With ``prune``, candidates that diverge or fall clearly behind at 1/3 and 2/3 of the
+       budget stop there (:mod:`lrkit.tuning.prune`), and their compute is saved.
+    4. ``rounds=2`` trains a second, finer set around round 1's best (or beyond it when the
+       best is at the edge of the interval).
+
+    The chosen ``lr`` is the candidate with the best seed-mean validation ``metric``
+    (a Task's metric; else ``"accuracy"``, ``"mae"`` or ``"val_loss"``) among those whose
+    every seed ran the whole budget. ``model_or_task``: a factory ``seed -> nn.Module`` with
+    ``train_loader``, ``val_loader`` and ``criterion`` (or ``step_fn``) as for
+    :func:`lrkit.fit_many`; a :class:`~lrkit.Task`; or a task name. ``optimizer``: a name
+    (default ``"sgd"`` or the task's) with ``optimizer_kwargs``. With ``store`` (a
+    directory, as for :func:`lrkit.sweep`) every candidate is a run of sweep
+    ``tune-r<round>-<hash>``: a rerun after a crash trains only what is missing, and
+    ``lrkit runs`` and the sweep report show the runs. The user's model factory, loaders
+    and their generators are left as they were.
+
+    >>> res = lrkit.tune(make_model, train, val, nn.CrossEntropyLoss(), epochs=3, k=3,
+    ...                  progress=False)                                # doctest: +SKIP
+    >>> res.lr, res.cost                                                # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    problem = _problem(model_or_task, train_loader, val_loader, criterion, step_fn, optimizer,
+                       optimizer_kwargs, metric)  # fmt: skip
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
+    if epochs is None:
+        if problem.task is None:
+            raise ValueError("epochs is needed with a model factory: the full training budget")
+        epochs = problem.task.epochs
+    _check_int("epochs", epochs, 1, "pass the number of epochs you will train for")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of integers (got {seeds!r})")
+    for s in seeds:
+        _check_int("every seed", s, 0, "e.g. seeds=(0, 1)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat (got {list(seeds)}); give each seed once")
+    _check_int("k", k, 2, "tune compares at least 2 candidates (5 is the default)")
+    if not isinstance(prune, bool):
+        raise ValueError(f"prune must be True or False (got {prune!r})")
+    if rounds not in (1, 2) or isinstance(rounds, bool):
+        raise ValueError(f"rounds must be 1 or 2 (got {rounds!r})")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
+    if executor in ("processes", "ray") and not problem.importable:
+        raise ValueError(
+            f"executor {executor!r} runs in other processes, which need a task by name: pass "
+            "a built-in task name or 'module.path:function' (or use executor='vectorized' "
+            "or 'serial')"
+        )
+    if executor in ("processes", "ray"):
+        from lrkit.sweeps.executors import check_executor
+
+        check_executor(executor, workers, address)
+    _check_int("finder_runs", finder_runs, 1, "3 (the default) measures the spread")
+    finder_options = dict(finder_kwargs or {})
+    reserved = {"runs", "seed", "for_schedule", "progress", "step_fn"} & set(finder_options)
+    if reserved:
+        raise ValueError(
+            f"finder_kwargs may not set {', '.join(sorted(reserved))}: tune sets them "
+            "(finder_runs, seeds, schedule, progress, step_fn)"
+        )
+    for_run(schedule, 0.1, 10)
+    seeds = tuple(int(s) for s in seeds)
+    db = Store(store) if store is not None else None
+
+    rng = LoaderRng([problem.shared, problem.val_loader])
+    try:
+        finder = _range_test(problem, schedule, seeds[0], finder_runs, finder_options, progress)
+    finally:
+        rng.restore()
+    interval = candidate_interval(finder, schedule, problem.optimizer)
+    caveats = [f"range test: {c}" for c in finder.caveats]
+    if interval.center is None:
+        caveats.append(f"candidate interval: {interval.reason}")
+    length = len(problem.loader(seeds[0]))  # type: ignore[arg-type]
+    state = _Round(problem, schedule, epochs, seeds, prune, db, progress)
+    state.cost = finder.runs * len(finder.lrs) / (epochs * length)
+
+    lrs = log_points(interval.lo, interval.hi, k)
+    sweeps: list[str] = []
+    used = _train_round(state, lrs, 1, executor, workers, address, caveats, sweeps)
+    if rounds == 2:
+        best = _best(state, lrs)
+        if best is not None:
+            finer = _finer(lrs, best)
+            _train_round(state, finer, 2, used, workers, address, caveats, sweeps)
+            lrs = sorted(set(lrs) | set(finer))
+    chosen = _best(state, lrs)
+    if chosen is None:
+        caveats.append(
+            "no candidate completed the budget on every seed (all diverged or were pruned); "
+            "lr is None: widen the interval or check the model"
+        )
+    elif chosen in (min(lrs), max(lrs)):
+        side = "lowest" if chosen == min(lrs) else "highest"
+        caveats.append(
+            f"the chosen LR {chosen:.3g} is the {side} candidate: the optimum may lie beyond "
+            f"the searched interval {min(lrs):.3g}..{max(lrs):.3g}; rounds=2 searches past it"
+        )
+    if state.resumed:
+        caveats.append(f"{state.resumed} candidate(s) read from the store {store}, not retrained")
+    model = None
+    if chosen is not None:
+        finished = [(c.metric, c.seed) for (lr, _), c in state.candidates.items()
+                    if lr == chosen and c.metric is not None]  # fmt: skip
+        sign = 1 if problem.metric == "accuracy" else -1
+        _, seed = max(finished, key=lambda ms: (sign * ms[0], -ms[1]))
+        model = state.models.get((chosen, seed))
+        if model is None:
+            caveats.append(
+                "the winner was read from the store, so its weights are not in this result; "
+                "train it once more (Task.fit or fit) to get them"
+            )
+    return TuneResult(
+        lr=chosen, metric=problem.metric, schedule=schedule, epochs=epochs,
+        candidates=sorted(state.candidates.values(), key=lambda c: (c.round, c.lr, c.seed)),
+        interval=(interval.lo, interval.hi), cost=state.cost,
+        wall_s=time.perf_counter() - started, executor=used, caveats=caveats, finder=finder,
+        sweeps=sweeps, store=None if store is None else str(store), model=model,
+    )  # fmt: skip
+
+
+def _range_test(problem: _Problem, schedule: str, seed: int, runs: int,
+                options: dict[str, Any], progress: bool) -> FinderResult:  # fmt: skip
+    model = problem.make_model(seed)
+    opt = OPTIMIZERS[problem.optimizer](model.parameters(), lr=1e-3, **problem.options)
+    return find_lr(model, opt, problem.loader(seed), problem.criterion, step_fn=problem.step_fn,
+                   runs=runs, seed=seed, for_schedule=SCHEDULE_OF[schedule],
+                   progress=progress, **options)  # fmt: skip
+
+
+def _best(state: _Round, lrs: Sequence[float]) -> float | None:
+    """The LR among ``lrs`` with the best seed-mean metric over completed seeds."""
+    sign = 1 if state.problem.metric == "accuracy" else -1
+    best: tuple[float, float] | None = None
+    for lr in lrs:
+        runs = [state.candidates.get((lr, s)) for s in state.seeds]
+        if not all(c is not None and c.completed and c.metric is not None for c in runs):
+            continue
+        mean = sum(c.metric for c in runs) / len(runs)  # type: ignore[union-attr,misc]
+        if best is None or sign * mean > sign * best[1]:
+            best = (lr, mean)
+    return None if best is None else best[0]
+
+
+def _finer(lrs: Sequence[float], best: float) -> list[float]:
+    """Round 2's LRs: a third of round 1's spacing around ``best``, or further out past an
+    edge of round 1 when ``best`` is on it."""
+    ratio = (max(lrs) / min(lrs)) ** (1 / (len(lrs) - 1))
+    if best == max(lrs):
+        steps = [1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2]
+    elif best == min(lrs):
+        steps = [-1 / 3, -2 / 3, -1, -4 / 3, -5 / 3, -2]
+    else:
+        steps = [-2 / 3, -1 / 3, 1 / 3, 2 / 3]
+    return [best * ratio**s for s in steps]
+
+
+def _center_out(lrs: Sequence[float]) -> list[float]:
+    """The LRs from the middle outward (so that serial pruning compares against the most
+    likely winners first)."""
+    mid = (len(lrs) - 1) / 2
+    return sorted(lrs, key=lambda lr: (abs(lrs.index(lr) - mid), lrs.index(lr)))
+
+
+def _train_round(
+    state: _Round, lrs: Sequence[float], round_: int, executor: str, workers: int | None,
+    address: str | None, caveats: list[str], sweeps: list[str],
+) -> str:  # fmt: skip
+    """Train ``lrs`` × seeds (what the store does not hold yet); return the executor used."""
+    problem = state.problem
+    members = [(lr, s) for s in state.seeds for lr in _center_out(lrs)]
+    todo = list(members)
+    if state.db is not None:
+        spec = SweepSpec(task=problem.name, lrs=list(lrs), epochs=state.epochs,
+                         schedules=(state.schedule,), optimizers=(problem.optimizer,),
+                         seeds=state.seeds, name=f"tune-r{round_}")  # fmt: skip
+        configs = {(c.lr, c.seed): c for c in spec.expand()}
+        tune_info = {"round": round_, "prune": state.prune, "metric": problem.metric}
+        record = {"resolved_lrs": list(lrs), "sweep_id": spec.sweep_id, "tune": tune_info}
+        state.db.register(spec.sweep_id, spec.to_dict() | record, list(configs.values()))
+        sweeps.append(spec.sweep_id)
+        done = {r.id: r for r in state.db.runs(spec.sweep_id) if r.status == "done"}
+        for member in members:
+            state.run_ids[member] = configs[member].id
+            if configs[member].id in done:
+                state.load(member, done[configs[member].id], round_)
+        todo = [m for m in members if m not in state.candidates]
+        claimed = set(state.db.claim([state.run_ids[m] for m in todo]))
+        todo = [m for m in todo if state.run_ids[m] in claimed]
+    if not todo:
+        return executor if executor != "auto" else "store"
+    if executor in ("processes", "ray"):
+        _train_executor(state, todo, round_, executor, workers, address, caveats)
+        return executor
+    if executor in ("auto", "vectorized"):
+        problem_text = _batched_problem(problem, state, len(todo))
+        if problem_text is None:
+            _train_batched(state, todo, round_)
+            return "vectorized"
+        if executor == "vectorized":
+            raise ValueError(f"executor='vectorized' cannot run this model: {problem_text}; "
+                             "use executor='serial' or 'auto'")  # fmt: skip
+        message = f"trained one after another (serial), not vectorized: {problem_text}"
+        log.warning(message)
+        if message not in caveats:
+            caveats.append(message)
+    _train_serial(state, [m for m in todo if m not in state.candidates], round_)
+    return "serial"
+
+
+def _device(model: nn.Module) -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else next(model.parameters()).device
+
+
+def _chunk_size(problem: _Problem, state: _Round) -> int:
+    from lrkit.sweeps.executors import max_members_for
+
+    model = problem.make_model(state.seeds[0])
+    return max_members_for(model, _device(model))
+
+
+def _batched_problem(problem: _Problem, state: _Round, members: int) -> str | None:
+    """Why the batched pass cannot run, or None: the memory estimate leaves room for one
+    member only, or vmap refuses the model on a first batch (two members, one train step and
+    one validation batch, on copies; the loaders' generators are put back)."""
+    from lrkit._engine import BatchedModel
+    from lrkit._steps import default_step, to_device
+
+    size = _chunk_size(problem, state)
+    if size < 2 and members > 1:
+        return "the memory estimate leaves room for only one member at a time"
+    step = problem.step_fn or default_step(problem.criterion)  # type: ignore[arg-type]
+    rng = LoaderRng([problem.shared, problem.val_loader])
+    try:
+        models = [problem.make_model(s) for s in state.seeds[:1] * 2]
+        device = _device(models[0])
+        batched = BatchedModel(
+            [m.to(device) for m in models], step, problem.optimizer, problem.options,
+            shared_data=True, randomness="different",
+        )  # fmt: skip
+        batch = to_device(next(iter(problem.loader(state.seeds[0]))), device)
+        batched.grads(batch)
+        val = to_device(next(iter(problem.val_loader)), device)
+        batched.evaluate(lambda model, b: step(model, b), val)
+    except Exception as exc:  # whatever vmap raises, the serial path can still train it
+        return f"the batched pass (vmap) cannot run this model ({type(exc).__name__}: {exc})"
+    finally:
+        rng.restore()
+    return None
+
+
+def _train_batched(state: _Round, todo: list[Member], round_: int) -> None:
+    """``todo`` in batched passes of what fits in memory, pruned at the rungs."""
+    from lrkit.vectorized import fit_many
+
+    problem = state.problem
+    size = _chunk_size(problem, state)
+    model0 = problem.make_model(state.seeds[0])
+    device = _device(model0)
+    checkpoints = set(rungs(state.epochs))
+    for start in range(0, len(todo), size):
+        chunk = todo[start : start + size]
+        built: list[nn.Module] = []
+
+        def make(seed: int, built: list[nn.Module] = built) -> nn.Module:
+            model = problem.make_model(seed)
+            built.append(model)
+            return model
+
+        def hook(epoch: int, histories: Sequence[History], chunk: list[Member] = chunk) -> set[int]:
+            if epoch not in checkpoints:
+                return set()
+            metric = problem.metric
+            for member, h in zip(chunk, histories, strict=True):
+                if not h.diverged and not h.stopped_early:
+                    state.epoch_errors[member] = [error_of(metric, e[metric]) for e in h.epochs]
+            live = {m[0] for m, h in zip(chunk, histories, strict=True)
+                    if not h.stopped_early and not h.diverged}  # fmt: skip
+            stop = to_stop(state.rung_errors(epoch, state.seeds)) & live
+            return {i for i, (lr, _) in enumerate(chunk) if lr in stop}
+
+        rng = LoaderRng([problem.shared, problem.val_loader])
+        if problem.shared is not None:
+            rng.seed(state.seeds[0])
+        try:
+            histories = fit_many(
+                make, problem.shared, problem.criterion, state.epochs,
+                member_loaders=None if problem.shared is not None
+                else [problem.loader(s) for _, s in chunk],
+                optimizer=problem.optimizer, lrs=[lr for lr, _ in chunk],
+                seeds=[s for _, s in chunk], schedule=state.schedule,
+                val_loader=problem.val_loader, metrics=problem.metrics,
+                step_fn=problem.step_fn, device=device, strategy="vmap",
+                progress=state.progress, prune=hook if state.prune else None,
+                **problem.options,
+            )  # fmt: skip
+        finally:
+            rng.restore()
+        for member, h, model in zip(chunk, histories, built, strict=True):
+            computed = len(h.epochs) + (1 if h.diverged else 0) if state.prune else state.epochs
+            state.record(member, h, round_, min(computed, state.epochs) / state.epochs, model)
+
+
+def _train_serial(state: _Round, todo: list[Member], round_: int) -> None:
+    """``todo`` one after another with :func:`lrkit.fit`; a run is pruned at a rung by the
+    same rule, against the runs of its seed that reached that epoch."""
+    problem = state.problem
+    checkpoints = set(rungs(state.epochs))
+    metric = problem.metric
+    for member in todo:
+        lr, seed = member
+        loader = problem.loader(seed)
+        model = problem.make_model(seed)
+        schedule = for_run(state.schedule, lr, state.epochs * len(loader))  # type: ignore[arg-type]
+        opt = OPTIMIZERS[problem.optimizer](model.parameters(), lr=schedule(0), **problem.options)
+        pruned_at: list[int] = []
+
+        def prune_here(
+            history: History, member: Member = member, pruned_at: list[int] = pruned_at
+        ) -> bool:
+            epoch = len(history.epochs)
+            state.epoch_errors[member] = [error_of(metric, e[metric]) for e in history.epochs]
+            if not state.prune or epoch not in checkpoints:
+                return False
+            if member[0] in to_stop(state.rung_errors(epoch, (member[1],))):
+                pruned_at.append(epoch)
+                return True
+            return False
+
+        rng = LoaderRng([problem.shared, problem.val_loader])
+        try:
+            h = fit(model, opt, loader, problem.criterion, state.epochs, schedule=schedule,
+                    val_loader=problem.val_loader, metrics=problem.metrics,
+                    step_fn=problem.step_fn, seed=seed, progress=False,
+                    callbacks=[prune_here])  # fmt: skip
+        finally:
+            rng.restore()
+        if pruned_at:
+            h.stop_reason = f"pruned after epoch {pruned_at[0]}"
+        done = len(h.epochs) + (1 if h.diverged else 0)
+        state.record(member, h, round_, min(done, state.epochs) / state.epochs, model)
+
+
+def _train_executor(
+    state: _Round, todo: list[Member], round_: int, executor: str, workers: int | None,
+    address: str | None, caveats: list[str],
+) -> None:  # fmt: skip
+    """``todo`` on the sweep executors (worker processes or Ray): every run to the end."""
+    from lrkit.sweeps.executors import execute
+    from lrkit.sweeps.run import TaskResolver
+
+    problem = state.problem
+    if state.prune:
+        caveats.append(f"executor {executor!r} trains every candidate to the end: pruning "
+                       "needs executor 'vectorized' or 'serial'")  # fmt: skip
+    configs = {RunConfig(problem.name, lr, state.schedule, problem.optimizer, seed, None, 5,
+                         state.epochs, None, ""): (lr, seed) for lr, seed in todo}  # fmt: skip
+    if state.db is not None:
+        configs = {}
+        for member in todo:
+            record = next(r for r in state.db.runs() if r.id == state.run_ids[member])
+            configs[RunConfig(**record.config)] = member
+    outcomes = execute(executor, list(configs), TaskResolver(), workers, address)
+    by_id = {c.id: m for c, m in configs.items()}
+    for run_id, outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            if state.db is not None:
+                state.db.fail(run_id, f"{type(outcome).__name__}: {outcome}")
+            raise outcome
+        h = History.from_dict(outcome["history"])
+        done = len(h.epochs) + (1 if h.diverged else 0)
+        state.record(by_id[run_id], h, round_, min(done, state.epochs) / state.epochs, None)

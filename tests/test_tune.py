@@ -1,0 +1,303 @@
+"""lrkit.tune: the chosen LR, the interval, pruning and its repacking, the store, fallbacks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lrkit
+from lrkit.tuning import TuneResult
+from lrkit.tuning.interval import candidate_interval
+from lrkit.tuning.prune import rungs, to_stop
+from lrkit.vectorized import fit_many
+
+FAST = {"num_steps": 20}
+
+
+def _data(n: int = 160, dtype: torch.dtype = torch.float32) -> tuple[DataLoader, DataLoader]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 6, generator=g, dtype=dtype)
+    y = (x @ torch.randn(6, 3, generator=g, dtype=dtype)).argmax(1)
+    cut = n * 3 // 4
+    train = DataLoader(TensorDataset(x[:cut], y[:cut]), batch_size=30, shuffle=True,
+                       generator=torch.Generator().manual_seed(1))  # fmt: skip
+    return train, DataLoader(TensorDataset(x[cut:], y[cut:]), batch_size=40)
+
+
+def make(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _tune(**kwargs: Any) -> TuneResult:
+    train, val = _data()
+    options = {"epochs": 3, "k": 3, "finder_runs": 2, "finder_kwargs": FAST, "progress": False}
+    return lrkit.tune(make, train, val, nn.CrossEntropyLoss(), **(options | kwargs))
+
+
+def test_chosen_lr_is_the_best_seed_mean_candidate_and_candidates_lie_in_the_interval() -> None:
+    res = _tune(seeds=(0, 1), k=4, prune=False)
+    means = {lr: res.mean_metric(lr) for lr in res.by_lr()}
+    best = max((m, lr) for lr, m in means.items() if m is not None)[1]
+    assert res.lr == best
+    lo, hi = res.interval
+    assert all(lo * (1 - 1e-9) <= c.lr <= hi * (1 + 1e-9) for c in res.candidates)
+    assert len(res.candidates) == 8 and res.executor == "vectorized"
+    assert res.model is not None and res.state_dict is not None
+
+
+def test_interval_is_wider_when_the_finder_is_unsure() -> None:
+    model = make(0)
+    train, _ = _data()
+    crit = nn.CrossEntropyLoss()
+    res = lrkit.find_lr(model, torch.optim.SGD(model.parameters(), 1e-3), train, crit, seed=0,
+                        progress=False, **FAST)  # fmt: skip
+    sure = candidate_interval(res, "constant", "sgd")
+    res.spread = {res.method: 0.6}
+    res.run_caveats = ["something odd"]
+    from dataclasses import replace
+
+    unsure = candidate_interval(replace(res, curves=res.curves * 2), "constant", "sgd")
+    assert unsure.decades > sure.decades
+    res.suggestions = {}
+    fallback = candidate_interval(res, "constant", "sgd")
+    assert fallback.center is None and "no suggestion" in fallback.reason
+
+
+def test_prune_rule_keeps_the_lr_just_above_the_leader_and_stops_diverged() -> None:
+    errors = {0.001: 0.5, 0.01: 0.2, 0.1: 0.6, 1.0: 0.9, 10.0: math.inf}
+    stop = to_stop(errors)
+    assert 10.0 in stop  # diverged
+    assert 0.1 in errors and 0.1 not in stop  # the next LR above the leader (short horizon)
+    assert 1.0 in stop
+    assert rungs(9) == (3, 6) and rungs(1) == () and rungs(2) == (1,)
+
+
+def test_pruning_stops_a_diverged_member_and_saves_compute() -> None:
+    train, val = _data()
+    res = lrkit.tune(make, train, val, nn.CrossEntropyLoss(), epochs=3, k=5, progress=False,
+                     finder_runs=1, finder_kwargs={"num_steps": 20, "end_lr": 1e4})  # fmt: skip
+    trained = sum(c.stopped_at / res.epochs for c in res.candidates)
+    assert any(c.diverged or c.pruned for c in res.candidates)
+    assert trained < 5
+    full = lrkit.tune(make, train, val, nn.CrossEntropyLoss(), epochs=3, k=5, progress=False,
+                      prune=False, finder_runs=1,
+                      finder_kwargs={"num_steps": 20, "end_lr": 1e4})  # fmt: skip
+    assert res.cost < full.cost
+
+
+def test_fit_many_prune_repacks_and_survivors_match_the_unpruned_run() -> None:
+    train, val = _data(dtype=torch.float64)
+
+    def make64(seed: int) -> nn.Module:
+        return make(seed).double()
+
+    lrs = [0.05, 0.2, 1e300, 0.5]  # 1e300 overflows: diverges
+    common = {"lrs": lrs, "seeds": [0, 1, 2, 3], "val_loader": val, "strategy": "vmap",
+              "progress": False, "seed": 0}  # fmt: skip
+    train.generator.manual_seed(1)  # the same data order in both calls
+    full = fit_many(make64, train, nn.CrossEntropyLoss(), 4, **common)
+    calls: list[int] = []
+
+    def prune(epoch: int, histories: Any) -> set[int]:
+        calls.append(epoch)
+        return {0} if epoch == 1 else set()
+
+    train.generator.manual_seed(1)
+    pruned = fit_many(make64, train, nn.CrossEntropyLoss(), 4, prune=prune, **common)
+    assert calls == [1, 2, 3]  # not after the last epoch
+    assert full[2].diverged and pruned[2].diverged
+    assert pruned[0].stop_reason == "pruned after epoch 1" and len(pruned[0].epochs) == 1
+    assert pruned[0].epochs[0] == full[0].epochs[0]
+    for i in (1, 3):
+        for a, b in zip(full[i].epochs, pruned[i].epochs, strict=True):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-12)
+
+
+def test_fit_many_writes_the_trained_weights_back_into_the_built_models() -> None:
+    train, _ = _data(dtype=torch.float64)
+    built: dict[str, list[nn.Module]] = {"vmap": [], "loop": []}
+
+    def factory(strategy: str) -> Any:
+        def build(seed: int) -> nn.Module:
+            model = make(seed).double()
+            built[strategy].append(model)
+            return model
+
+        return build
+
+    for strategy in ("vmap", "loop"):
+        train.generator.manual_seed(1)
+        fit_many(factory(strategy), train, nn.CrossEntropyLoss(), 2, lrs=[0.1, 0.3],
+                 seeds=[0, 1], strategy=strategy, progress=False, seed=0)  # fmt: skip
+    for a, b in zip(built["vmap"], built["loop"], strict=True):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(pa, pb, rtol=1e-10, atol=1e-12)
+    assert not torch.equal(built["vmap"][0][0].weight, make(0).double()[0].weight)
+
+
+def test_fit_many_refuses_prune_without_the_batched_strategy_and_a_shared_model() -> None:
+    train, _ = _data()
+    with pytest.raises(ValueError, match="prune needs the batched"):
+        fit_many(make, train, nn.CrossEntropyLoss(), 1, lrs=[0.1], strategy="loop",
+                 prune=lambda e, h: set())  # fmt: skip
+    model = make(0)
+    with pytest.raises(ValueError, match="same module object"):
+        fit_many(lambda s: model, train, nn.CrossEntropyLoss(), 1, lrs=[0.1, 0.2])
+
+
+def test_a_crashed_tune_resumes_from_the_store(tmp_path: Path) -> None:
+    train, val = _data()
+    calls = {"n": 0, "limit": 10**9}
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] > calls["limit"]:
+            raise RuntimeError("killed")
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)
+
+    options = {"step_fn": step, "epochs": 2, "k": 3, "finder_runs": 1, "finder_kwargs": FAST,
+               "progress": False, "executor": "serial", "store": tmp_path,
+               "prune": False}  # fmt: skip
+    # range test (20 steps) + two candidates (2 epochs × (4 train + 1 val) batches each)
+    calls["limit"] = 20 + 2 * 10
+    with pytest.raises(RuntimeError, match="killed"):
+        lrkit.tune(make, train, val, **options)
+    runs = lrkit.sweeps.Store(tmp_path).runs()
+    assert sum(r.status == "done" for r in runs) == 2
+    calls.update(n=0, limit=10**9)
+    res = lrkit.tune(make, train, val, **options)
+    assert calls["n"] == 20 + 1 * 10  # the range test and the one missing candidate only
+    assert any("2 candidate(s) read from the store" in c for c in res.caveats)
+    assert sum(r.status == "done" for r in lrkit.sweeps.Store(tmp_path).runs()) == 3
+    assert res.metric == "val_loss" and res.lr is not None
+
+
+def test_tune_leaves_the_users_loaders_and_model_factory_output_untouched() -> None:
+    train, _ = _data()
+    state = train.generator.get_state().clone()
+    reference = make(0).state_dict()
+    _tune()
+    assert torch.equal(train.generator.get_state(), state)
+    for key, value in make(0).state_dict().items():
+        assert torch.equal(value, reference[key])
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: vmap cannot batch it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer(x)
+        return out if out.sum() > -1e9 else -out
+
+
+def test_a_model_vmap_cannot_batch_falls_back_to_serial_with_a_caveat() -> None:
+    train, val = _data()
+
+    def build(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return Branchy()
+
+    res = lrkit.tune(build, train, val, nn.CrossEntropyLoss(), epochs=1, k=2, finder_runs=1,
+                     finder_kwargs=FAST, progress=False)  # fmt: skip
+    assert res.executor == "serial"
+    assert any("serial" in c and "vectorized" in c for c in res.caveats)
+    with pytest.raises(ValueError, match="executor='vectorized' cannot run"):
+        lrkit.tune(build, train, val, nn.CrossEntropyLoss(), epochs=1, k=2, finder_runs=1,
+                   finder_kwargs=FAST, progress=False, executor="vectorized")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"k": 1}, "k must be an integer >= 2"),
+        ({"schedule": "step"}, "schedule must be one of"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"seeds": ()}, "seeds must be a non-empty"),
+        ({"seeds": (0, 0)}, "seeds repeat"),
+        ({"rounds": 3}, "rounds must be 1 or 2"),
+        ({"executor": "gpu"}, "executor must be one of"),
+        ({"executor": "processes"}, "need a task by name"),
+        ({"optimizer": "lion"}, "optimizer must be one of"),
+        ({"metric": "f1"}, "metric must be one of"),
+        ({"finder_kwargs": {"runs": 2}}, "finder_kwargs may not set runs"),
+    ],
+)
+def test_invalid_arguments_are_refused_before_any_work(kwargs: dict[str, Any], match: str) -> None:
+    train, val = _data()
+    built: list[int] = []
+
+    def counting(seed: int) -> nn.Module:
+        built.append(seed)
+        return make(seed)
+
+    options = {"epochs": 2, "progress": False} | kwargs
+    with pytest.raises(ValueError, match=match):
+        lrkit.tune(counting, train, val, nn.CrossEntropyLoss(), **options)
+    assert built == []
+
+
+def test_a_model_instance_or_missing_loaders_are_refused() -> None:
+    train, val = _data()
+    with pytest.raises(ValueError, match=r"factory seed -> nn\.Module"):
+        lrkit.tune(make(0), train, val, nn.CrossEntropyLoss(), epochs=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="val_loader are needed"):
+        lrkit.tune(make, train, None, nn.CrossEntropyLoss(), epochs=1)
+
+
+def test_result_round_trips_through_json(tmp_path: Path) -> None:
+    res = _tune(epochs=1, k=2)
+    back = TuneResult.load(res.save(tmp_path / "tune.json"))
+    assert back.lr == res.lr and back.candidates == res.candidates and back.cost == res.cost
+    assert back.finder is not None
+    fig = res.plot(tmp_path / "tune.png")
+    assert (tmp_path / "tune.png").exists() and len(fig.axes) >= 2
+
+
+def test_two_rounds_add_finer_candidates_around_the_best() -> None:
+    res = _tune(epochs=1, k=3, rounds=2, prune=False)
+    first = sorted({c.lr for c in res.candidates if c.round == 1})
+    second = sorted({c.lr for c in res.candidates if c.round == 2})
+    assert second and not set(second) & set(first)
+    ratio = first[1] / first[0]
+    best1 = res.by_lr()  # every round-2 LR lies within two round-1 steps of a round-1 LR
+    assert all(min(abs(math.log(s / f)) for f in first) <= 2 * math.log(ratio) + 1e-9
+               for s in second) and best1  # fmt: skip
+
+
+def tiny_task() -> lrkit.Task:
+    """A task small enough for a CLI smoke test (importable as tests.test_tune:tiny_task)."""
+    train, val = _data()
+    return lrkit.Task(name="tiny", make_model=make, train=train.dataset, val=val.dataset,
+                      criterion=nn.CrossEntropyLoss(), batch_size=30, epochs=2)  # fmt: skip
+
+
+def test_cli_tune_prints_the_chosen_lr_and_stores_the_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lrkit.cli import app
+
+    runner = CliRunner()
+    args = ["tune", "tests.test_tune:tiny_task", "--k", "3", "--schedule", "one_cycle",
+            "--seeds", "0,1", "--store", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "chosen LR:" in result.output and "run-equivalents" in result.output
+    listed = runner.invoke(app, ["runs", "ls", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert "tune-r1" in listed.output
+    bad = runner.invoke(app, ["tune", "tests.test_tune:tiny_task", "--seeds", "a,b"])
+    assert bad.exit_code == 2 and "--seeds" in bad.output
