@@ -301,3 +301,9 @@ def test_cli_tune_prints_the_chosen_lr_and_stores_the_runs(tmp_path: Path) -> No
     assert "tune-r1" in listed.output
     bad = runner.invoke(app, ["tune", "tests.test_tune:tiny_task", "--seeds", "a,b"])
     assert bad.exit_code == 2 and "--seeds" in bad.output
+
+
+@pytest.mark.parametrize("name", ["prodigy", "schedulefree_adamw"])
+def test_a_learning_rate_free_optimizer_is_refused_before_any_work(name: str) -> None:
+    with pytest.raises(ValueError, match=f"optimizer='{name}' is learning-rate-free"):
+        lrkit.tune("digits-mlp", optimizer=name, epochs=1, progress=False)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from lrkit._loaders import LoaderRng
 from lrkit._steps import StepFn
 from lrkit.finder import FinderResult, find_lr
-from lrkit.optimizers import OPTIMIZERS
+from lrkit.optimizers import DEFAULTS, OPTIMIZERS
 from lrkit.schedules import for_run
 from lrkit.sweeps.spec import RunConfig, SweepSpec
 from lrkit.sweeps.store import RunRecord, Store
@@ -179,6 +179,13 @@ def _check_optimizer(name: Any) -> None:
         raise ValueError(
             f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {name!r}); tune trains "
             "named optimizers so that the candidates can be batched and stored"
+        )
+    if name not in DEFAULTS:  # prodigy, schedulefree_*: no LR for a range test to find
+        raise ValueError(
+            f"optimizer={name!r} is learning-rate-free: tune finds an LR with a range test, "
+            "which cannot measure it (see lrkit.optimizers.check_range_test). Run it at its "
+            f"default LR (Task.fit(optimizer={name!r}), or a sweep with '{name}@default' beside "
+            f"the LRs tune picks), or tune one of {', '.join(DEFAULTS)}"
         )
 
 
