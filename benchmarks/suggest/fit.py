@@ -101,7 +101,9 @@ def factor_table(
 
 def best_factor(table: Mapping[float, Mapping[str, float]], keep: Callable[[str], bool]) -> float:
     """The log10 factor with the lowest mean regret over the tasks ``keep`` accepts (ties: the
-    one nearest f = 1)."""
+    one nearest f = 1; f = 1 when it accepts none)."""
+    if not any(keep(k) for k in next(iter(table.values()))):
+        return 0.0
     return min(table, key=lambda f: (statistics.fmean(v for k, v in table[f].items() if keep(k)),
                                      abs(f)))  # fmt: skip
 
