@@ -52,7 +52,7 @@ def store_of(name: str) -> Store:
     return Store(RESULTS / "suggest-peers" / name)
 
 
-def train_all(names: list[str], workers: int = 2) -> None:
+def train_all(names: list[str]) -> None:
     for name in names:
         task = TASKS[name]()
         absent = missing_names(task)
@@ -60,9 +60,10 @@ def train_all(names: list[str], workers: int = 2) -> None:
             print(f"{name}: peers skipped, lrkit has no optimizer named {', '.join(absent)}")
             continue
         for _, opt, schedule, lr in plan(task):
-            lrkit.sweep(task_path(name), lrs=[lr], schedules=(schedule,), optimizers=(opt,),
+            pinned = f"{opt}@default"  # the sweep runs it at its documented default LR
+            lrkit.sweep(task_path(name), lrs=[lr], schedules=(schedule,), optimizers=(pinned,),
                         seeds=SEEDS, epochs=task.epochs, store=RESULTS / "suggest-peers" / name,
-                        name=f"{name}-{opt}-{schedule}", executor="processes", workers=workers,
+                        name=f"{name}-{opt}-{schedule}", executor="serial",
                         progress=False, report=False)  # fmt: skip
         print(f"{name}: peers trained", flush=True)
 
