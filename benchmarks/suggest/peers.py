@@ -36,12 +36,12 @@ SF_DEFAULT_LR = {"schedulefree_sgd": 1.0, "schedulefree_adamw": 0.0025}
 
 
 def plan(task: Task) -> list[tuple[str, str, str, float]]:
-    """(label, optimizer, schedule, lr) of each peer run for ``task``."""
+    """(label, optimizer, schedule, lr) of each peer run for ``task`` (Schedule-Free: its
+    SGD variant on the SGD tasks, its AdamW one on the others, under one label)."""
     sf = SCHEDULE_FREE.get(task.optimizer, SCHEDULE_FREE_ADAMW)
     return [("Prodigy (constant, lr=1)", PRODIGY, "constant", 1.0),
             ("Prodigy (cosine, lr=1)", PRODIGY, "cosine", 1.0),
-            (f"Schedule-Free {'SGD' if 'sgd' in sf else 'AdamW'} (defaults)", sf, "constant",
-             SF_DEFAULT_LR[sf])]  # fmt: skip
+            ("Schedule-Free (defaults)", sf, "constant", SF_DEFAULT_LR[sf])]  # fmt: skip
 
 
 def missing_names(task: Task) -> list[str]:
