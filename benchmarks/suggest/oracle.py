@@ -70,10 +70,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default=",".join(SUITE), help="comma-separated task names")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--seeds",
+        default=",".join(map(str, SEEDS)),
+        help="comma-separated seeds (to split a task between processes)",
+    )
     args = parser.parse_args()
     for name in args.tasks.split(","):
         start = time.time()
-        train(name, grid_of(TASKS[name]().optimizer), workers=args.workers)
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+        train(name, grid_of(TASKS[name]().optimizer), seeds=seeds, workers=args.workers)
         print(f"{name}: oracle grid done in {time.time() - start:.0f}s", flush=True)
 
 
