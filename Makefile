@@ -29,7 +29,7 @@ test: lint browser
 
 # The documentation site (MkDocs Material + mkdocstrings) into site/; a broken link, a missing
 # reference or a failing figure fails the build. `$(VENV)/bin/mkdocs serve` to browse it.
-docs: $(STAMP)
+docs: $(STAMP) browser
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The release check: sdist + wheel, twine check, the wheel installed into a fresh venv (torch

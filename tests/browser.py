@@ -96,3 +96,13 @@ def non_blank_fraction(png: Path, rect: list[float] | None = None) -> float:
     if pixels.size == 0:
         return 0.0
     return float(np.mean(pixels.min(axis=-1) < 0.9))
+
+
+def colored_fraction(png: Path) -> float:
+    """Fraction of the pixels of a screenshot in colour (not white, grey or black): the plots'
+    lines and markers, which a page whose figures failed to draw lacks."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    pixels = mpimg.imread(str(png))[..., :3]
+    return float(np.mean(pixels.max(axis=-1) - pixels.min(axis=-1) > 0.3))

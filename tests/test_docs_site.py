@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.browser import CHROMIUM_FLAGS, chromium_or_skip, non_blank_fraction
+from tests.browser import CHROMIUM_FLAGS, chromium_or_skip, colored_fraction, non_blank_fraction
 
 import lrkit
 from lrkit import schedules as S
@@ -31,7 +31,9 @@ def gallery_specs() -> list[str]:
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built once per session exactly as ``make docs`` builds it."""
+    """The site, built once per session exactly as ``make docs`` builds it (the build takes
+    the sweeps page's report screenshot with headless Chromium, so it needs one)."""
+    chromium_or_skip()
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
@@ -54,6 +56,19 @@ def test_site_builds_strict_with_a_figure_per_gallery_entry(site: Path) -> None:
     assert len(figures) == len(gallery_specs())
     assert all(f.stat().st_size > 5_000 for f in figures)  # a plotted figure, not an empty one
     assert (site / "reference" / "finder" / "index.html").exists()
+
+
+def test_sweeps_page_shows_a_screenshot_of_a_real_report(site: Path) -> None:
+    """The build ran a sweep, rendered its report and photographed it: the page links both,
+    the live report is lrkit's (its verdict and figures), and the picture is not blank."""
+    shot, live = site / "img" / "report" / "report.png", site / "img" / "report" / "report.html"
+    page = (site / "sweeps" / "index.html").read_text()
+    assert "../img/report/report.png" in page and "../img/report/report.html" in page
+    html = live.read_text()
+    assert "digits-mlp" in html and "Verdict" in html and "LR sensitivity" in html
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert non_blank_fraction(shot) > 0.02  # text and figures, not an empty page
+    assert colored_fraction(shot) > 0.003  # plotly drew its coloured lines (text is grey)
 
 
 def test_gallery_plots_every_schedule_name() -> None:
