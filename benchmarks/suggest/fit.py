@@ -60,6 +60,11 @@ class Oracle:
         """``value`` capped at the untrained model, signed so that higher is better."""
         return self.sign * capped(value, floor, self.sign)
 
+    def trained(self, protocol: str, seed: int, lr: float) -> bool:
+        """Whether a run at exactly ``lr`` is in the oracle (its regret is then measured)."""
+        logx = self.curves[protocol, seed][0]
+        return bool(np.any(np.isclose(logx, math.log10(lr), rtol=0, atol=1e-9)))
+
     def regret(self, protocol: str, seed: int, lr: float | None) -> float:
         """% of the range from this seed's best grid LR down to the untrained model."""
         logx, y, best, floor = self.curves[protocol, seed]
@@ -73,12 +78,15 @@ class Oracle:
 
 
 def load_oracle(name: str, metric: str, optimizer: str, grid: Sequence[float],
-                floors: Mapping[int, float]) -> Oracle:  # fmt: skip
-    """The task's oracle from its store (every run at the task's optimizer)."""
+                floors: Mapping[int, float], grid_only: bool = False) -> Oracle:  # fmt: skip
+    """The task's oracle from its store: every run at the task's optimizer (``grid_only``:
+    the grid's LRs only, leaving out the exact LRs trained for a rule)."""
     runs: dict[tuple[str, float, int], float] = {}
     for r in Store(RESULTS / "suggest" / name).runs():
         c = r.config
         if c["optimizer"] != optimizer or r.status != "done" or c["seed"] not in SEEDS:
+            continue
+        if grid_only and c["lr"] not in grid:
             continue
         value = math.nan if r.diverged else float(r.summary["final"][metric])
         runs[c["schedule"], c["lr"], c["seed"]] = value
@@ -150,7 +158,7 @@ def main() -> None:
     from benchmarks.suggest.run import load_suite
 
     suite = load_suite(json.loads((RESULTS / "suggest.json").read_text())["tasks"])
-    text = write(fit(suite.oracles, suite.auto))
+    text = write(fit(suite.grid_oracles, suite.auto))
     (RESULTS / "suggest_fit.md").write_text(text)
     print(text)
 
