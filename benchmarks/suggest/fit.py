@@ -1,15 +1,13 @@
-"""Fit the schedule factors of lrkit's suggestion on the suite, and test them on held-out tasks.
-
-    make bench-suggest                          # first: oracle, suggestions, suggest.json
-    .venv/bin/python -m benchmarks.suggest.fit  # then: benchmarks/results/suggest_fit.md
+"""The oracle read at any LR, and the schedule factors fitted leave-one-task-out.
 
 For each protocol, the candidate suggestion is ``auto``'s LR × f, for f on a 0.025-decade
-grid. Its regret on each task and seed is read off that seed's oracle (the 13 grid LRs, the
-quarter-decade points around the best and every LR a rule suggested; linear in log LR
-between them, capped at the untrained model as in ``run.py``), in % of the range, averaged
-over seeds. **In-sample**: the f with the lowest mean regret over all tasks. **Held out**:
-for each task, f fitted on the other tasks only and scored on it (leave-one-task-out) — what
-a new task can expect, since the factors are never fitted on the task they are used on.
+grid. Its regret on each task and seed is read off that seed's oracle (every LR trained for
+the task: the grid and any extra LR; linear in log LR between them, the end values beyond
+them, capped at the untrained model), in % of the range, averaged over seeds. **In-sample**:
+the f with the lowest mean regret over all tasks. **Held out**: for each task, f fitted on
+the other tasks only and scored on it (leave-one-task-out) — what a new task can expect.
+
+    .venv/bin/python -m benchmarks.suggest.fit   # after benchmarks.suggest.run: factors only
 """
 
 from __future__ import annotations
@@ -17,74 +15,117 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from benchmarks.suggest.run import HIGHER_IS_BETTER, PROTOCOLS, RESULTS, SEEDS, capped
+from benchmarks.suggest.paths import HIGHER_IS_BETTER, PROTOCOLS, RESULTS, SEEDS
 
-from lrkit.suggest import SCHEDULE_FACTORS
 from lrkit.sweeps import Store
 
 LOG_FACTORS = [round(-0.6 + 0.025 * i, 3) for i in range(41)]  # f from 0.25 to 4
 
 
-class Oracle:
-    """One task's outcome at any LR, per protocol and seed, as % regret."""
+def capped(value: float, floor: float, sign: int) -> float:
+    """``value``, or the untrained model's ``floor`` when there is none (no suggestion, a
+    diverged run) or it is worse (``sign``: +1 when higher is better)."""
+    return value if math.isfinite(value) and sign * value > sign * floor else floor
 
-    def __init__(self, name: str, task: dict[str, Any]) -> None:
-        self.sign = 1 if task["metric"] in HIGHER_IS_BETTER else -1
+
+class Oracle:
+    """One task's outcome at any LR, per protocol and seed, as % regret.
+
+    ``runs``: ``(schedule, lr, seed) -> metric`` (NaN for a diverged run) at the task's
+    optimizer; ``grid``: the LRs that define each seed's best; ``floors``: the untrained
+    model's metric per seed.
+    """
+
+    def __init__(
+        self, metric: str, runs: Mapping[tuple[str, float, int], float], grid: Sequence[float],
+        floors: Mapping[int, float],
+    ) -> None:  # fmt: skip
+        self.sign = 1 if metric in HIGHER_IS_BETTER else -1
         points: dict[tuple[str, int], dict[float, float]] = {}
-        for r in Store(RESULTS / "suggest" / name).runs(name):
-            c = r.config
-            ok = r.status == "done" and not r.diverged
-            value = float(r.summary["final"][task["metric"]]) if ok else math.nan
-            points.setdefault((c["schedule"], c["seed"]), {})[c["lr"]] = value
+        for (schedule, lr, seed), value in runs.items():
+            points.setdefault((schedule, seed), {})[lr] = value
         self.curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, float, float]] = {}
         for (protocol, seed), found in points.items():
-            floor = task["untrained"][str(seed)]
+            floor = floors[seed]
             lrs = sorted(found)
-            y = np.array([self._scored(found[lr], floor) for lr in lrs])
-            best = max(self._scored(found[lr], floor) for lr in task["grid"])
+            y = np.array([self.scored(found[lr], floor) for lr in lrs])
+            best = max(self.scored(found[lr], floor) for lr in grid if lr in found)
             self.curves[protocol, seed] = (np.log10(lrs), y, best, self.sign * floor)
 
-    def _scored(self, value: float, floor: float) -> float:
+    def scored(self, value: float, floor: float) -> float:
         """``value`` capped at the untrained model, signed so that higher is better."""
         return self.sign * capped(value, floor, self.sign)
 
+    def trained(self, protocol: str, seed: int, lr: float) -> bool:
+        """Whether a run at exactly ``lr`` is in the oracle (its regret is then measured)."""
+        logx = self.curves[protocol, seed][0]
+        return bool(np.any(np.isclose(logx, math.log10(lr), rtol=0, atol=1e-9)))
+
     def regret(self, protocol: str, seed: int, lr: float | None) -> float:
+        """% of the range from this seed's best grid LR down to the untrained model."""
         logx, y, best, floor = self.curves[protocol, seed]
         achieved = floor if lr is None else float(np.interp(math.log10(lr), logx, y))
         return 100 * (best - achieved) / ((best - floor) or 1.0)
 
+    def regret_of(self, protocol: str, seed: int, value: float, floor: float) -> float:
+        """The regret of a run that reached ``value`` (a peer trained its own way)."""
+        _, _, best, signed_floor = self.curves[protocol, seed]
+        return 100 * (best - self.scored(value, floor)) / ((best - signed_floor) or 1.0)
 
-def table(results: dict[str, Any], protocol: str) -> dict[float, dict[str, float]]:
-    """{log10 f: {task: mean regret % over seeds of auto × f}}."""
+
+def load_oracle(name: str, metric: str, optimizer: str, grid: Sequence[float],
+                floors: Mapping[int, float], grid_only: bool = False) -> Oracle:  # fmt: skip
+    """The task's oracle from its store: every run at the task's optimizer (``grid_only``:
+    the grid's LRs only, leaving out the exact LRs trained for a rule)."""
+    runs: dict[tuple[str, float, int], float] = {}
+    for r in Store(RESULTS / "suggest" / name).runs():
+        c = r.config
+        if c["optimizer"] != optimizer or r.status != "done" or c["seed"] not in SEEDS:
+            continue
+        if grid_only and c["lr"] not in grid:
+            continue
+        value = math.nan if r.diverged else float(r.summary["final"][metric])
+        runs[c["schedule"], c["lr"], c["seed"]] = value
+    return Oracle(metric, runs, grid, floors)
+
+
+def factor_table(
+    oracles: Mapping[str, Oracle], auto: Mapping[str, Mapping[int, float | None]], protocol: str
+) -> dict[float, dict[str, float]]:
+    """{log10 f: {task: mean regret % over seeds of ``auto`` × f}}."""
     out: dict[float, dict[str, float]] = {}
-    oracles = {name: Oracle(name, task) for name, task in results["tasks"].items()}
     for log_f in LOG_FACTORS:
         out[log_f] = {}
-        for name, task in results["tasks"].items():
-            regrets = []
-            for seed in SEEDS:
-                lr = task["suggestions"][str(seed)]["lrkit auto"]
-                regrets.append(oracles[name].regret(protocol, seed, lr and lr * 10**log_f))
+        for name, oracle in oracles.items():
+            regrets = [oracle.regret(protocol, seed, lr and lr * 10**log_f)
+                       for seed, lr in auto[name].items()]  # fmt: skip
             out[log_f][name] = statistics.fmean(regrets)
     return out
 
 
-def fit(results: dict[str, Any]) -> dict[str, Any]:
+def best_factor(table: Mapping[float, Mapping[str, float]], keep: Callable[[str], bool]) -> float:
+    """The log10 factor with the lowest mean regret over the tasks ``keep`` accepts (ties: the
+    one nearest f = 1; f = 1 when it accepts none)."""
+    if not any(keep(k) for k in next(iter(table.values()))):
+        return 0.0
+    return min(table, key=lambda f: (statistics.fmean(v for k, v in table[f].items() if keep(k)),
+                                     abs(f)))  # fmt: skip
+
+
+def fit(
+    oracles: Mapping[str, Oracle], auto: Mapping[str, Mapping[int, float | None]]
+) -> dict[str, Any]:
+    """Per protocol: the factor table, the in-sample factor and each task's held-out factor."""
     report: dict[str, Any] = {}
     for protocol in PROTOCOLS:
-        t = table(results, protocol)
-        tasks = list(results["tasks"])
-        in_sample = min(t, key=lambda f: statistics.fmean(t[f].values()))
-        held: dict[str, tuple[float, float]] = {}
-        for name in tasks:
-            f = min(t, key=lambda f: statistics.fmean(v for k, v in t[f].items() if k != name))
-            held[name] = (f, t[f][name])
-        current = min(t, key=lambda f: abs(10**f - SCHEDULE_FACTORS[protocol]))
-        report[protocol] = {"table": t, "in_sample": in_sample, "held_out": held,
-                            "current": current}  # fmt: skip
+        t = factor_table(oracles, auto, protocol)
+        held = {name: best_factor(t, lambda k, n=name: k != n) for name in oracles}  # type: ignore[misc]
+        report[protocol] = {"table": t, "in_sample": best_factor(t, lambda k: True),
+                            "held_out": held}  # fmt: skip
     return report
 
 
@@ -92,18 +133,16 @@ def summary(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f}%, worst {max(values):.2f}%"
 
 
-def write(report: dict[str, Any]) -> str:
+def write(report: Mapping[str, Any]) -> str:
     lines = ["# Schedule factors: fitted on the suite, scored on held-out tasks", ""]
     for protocol, r in report.items():
-        t, f = r["table"], r["in_sample"]
-        held = r["held_out"]
+        t, f, held = r["table"], r["in_sample"], r["held_out"]
+        held_regret = [t[g][name] for name, g in held.items()]
         lines += [f"## {protocol}", "",
                   f"- in-sample best factor {10**f:.2f}: {summary(list(t[f].values()))}",
-                  f"- leave-one-task-out: {summary([v for _, v in held.values()])} "
-                  f"(factors {min(10**g for g, _ in held.values()):.2f}–"
-                  f"{max(10**g for g, _ in held.values()):.2f})",
-                  f"- lrkit's factor {SCHEDULE_FACTORS[protocol]}: "
-                  f"{summary(list(t[r['current']].values()))}", "",
+                  f"- leave-one-task-out: {summary(held_regret)} (factors "
+                  f"{min(10**g for g in held.values()):.2f}–"
+                  f"{max(10**g for g in held.values()):.2f})", "",
                   "| factor | mean | median | worst | " + " | ".join(t[f]) + " |",
                   "| --- | --- | --- | --- |" + " --- |" * len(t[f])]  # fmt: skip
         for g in LOG_FACTORS[::4]:
@@ -116,8 +155,10 @@ def write(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    results = json.loads((RESULTS / "suggest.json").read_text())
-    text = write(fit(results))
+    from benchmarks.suggest.run import load_suite
+
+    suite = load_suite(json.loads((RESULTS / "suggest.json").read_text())["tasks"])
+    text = write(fit(suite.grid_oracles, suite.auto))
     (RESULTS / "suggest_fit.md").write_text(text)
     print(text)
 
