@@ -381,3 +381,27 @@ def test_bad_workers_fail_before_any_run_is_claimed(workers: int, tmp_path: Path
                                  "--executor", "processes", "--workers", str(workers)])  # fmt: skip
     assert result.exit_code == 2 and "workers" in result.output
     assert not (tmp_path / "c" / "lrkit.db").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forked workers are Linux's start method")
+def test_forked_workers_stop_when_the_outcomes_are_closed_before_the_first_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forked workers exist from the moment the executor is made; a sweep that fails before
+    its first outcome (a progress bar that raises, Ctrl-C) closes the outcomes unstarted, and
+    a plain generator's ``finally`` never runs then: the workers must stop anyway."""
+    import multiprocessing
+
+    from lrkit.sweeps import executors
+    from lrkit.sweeps.run import TaskResolver
+
+    monkeypatch.setenv("LRKIT_START_METHOD", "fork")
+    configs = SweepSpec(task="digits-mlp", lrs=[0.1, 0.01, 0.05], epochs=1).expand()
+    before = set(multiprocessing.active_children())
+    outcomes = executors.processes(configs, TaskResolver(), 2)
+    assert set(multiprocessing.active_children()) - before, "no worker was forked"
+    outcomes.close()
+    deadline = time.monotonic() + 60
+    while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(multiprocessing.active_children()) - before

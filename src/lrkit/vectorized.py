@@ -150,8 +150,11 @@ def fit_many(
     validation with every member's history and returns the indices of members to stop
     there: they are recorded as stopped (``stop_reason`` ``"pruned after epoch N"``) and
     removed from the batched computation together with the diverged ones, so the later
-    epochs cost only the members left. The members left compute exactly what they would
-    without pruning (up to the order of floating-point sums in batched kernels).
+    epochs cost only the members left. Without random operations the members left compute
+    exactly what they would without pruning (up to the order of floating-point sums in
+    batched kernels); with dropout they do not: vmap draws one random tensor for the members
+    present, so after a repack each member's later masks differ from an unpruned run's
+    (equally random, not the same numbers).
 
     ``strategy``: ``"vmap"`` (one batched computation), ``"loop"`` (the members one after
     another with ``fit`` and torch.optim: the reference twin) or ``"auto"``: vmap on CUDA,
