@@ -258,7 +258,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--thresholds", action="store_true",
-                        help="also fit auto's thresholds (noise_head, max_disagreement)")  # fmt: skip
+                        help="also fit auto's noise_head and max_disagreement")  # fmt: skip
     args = parser.parse_args()
     names = json.loads((RESULTS / "suggest.json").read_text())["tasks"]
     suite = load_suite(names)
