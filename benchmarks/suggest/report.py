@@ -104,6 +104,7 @@ def summary_json(results: dict[str, Any]) -> dict[str, Any]:
     """What the docs build plots: per protocol, rule and task the mean regret (< 200 KB)."""
     return {"seeds": results["seeds"], "tasks": results["tasks"],
             "transformers": results["transformers"], "factors": results["factors"],
+            "thresholds": results.get("thresholds"),
             "summary": results["summary"],
             "means": {p: {r: {t: round(v, 3) for t, v in per.items()}
                           for r, per in rules.items()}
@@ -113,11 +114,15 @@ def summary_json(results: dict[str, Any]) -> dict[str, Any]:
 def write(results: dict[str, Any], directory: Path, docs_summary: Path) -> None:
     rules = [HEADLINE, "lrkit suggestion (shipped factors)", "lrkit auto", "lrkit valley",
              "lightning", "torch-lr-finder", "fixed default"]  # fmt: skip
-    rules += sorted({r["rule"] for r in results["rows"] if r["how"] == "trained"})
+    rules += sorted({r["rule"] for r in results["rows"] if r["how"] == "trained"} - set(rules))
     lines = ["# Suggestion quality on the wide suite", "", "## Held-out headline", "",
              *headline(results), "## Target (median ≤ 0.5%, worst ≤ 3%, every transformer "
              "task ≤ 3%, better median and worst than every peer)", "", *target(results), "",
              "## Schedule factors", "", *factors(results), "",
+             "auto's thresholds (noise_head, max_disagreement) fitted with them: in-sample "
+             f"{results['thresholds']['in_sample']}; held out, per task: "
+             + ", ".join(f"{k} {v}" for k, v in results["thresholds"]["held_out"].items()),
+             "",
              "## Per task (regret %, mean over seeds)", "", *per_task(results, rules)]  # fmt: skip
     text = "\n".join(lines)
     (directory / "suggest.md").write_text(text)

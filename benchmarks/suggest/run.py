@@ -41,7 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchmarks.suggest.fit import Oracle, fit, load_oracle
+from benchmarks.suggest.fit import (
+    DISAGREEMENTS,
+    NOISE_HEADS,
+    Oracle,
+    auto_at,
+    fit,
+    fit_thresholds,
+    load_oracle,
+)
 from benchmarks.suggest.paths import PROTOCOLS, RESULTS, SEEDS
 from benchmarks.suggest.tasks import DEFAULT_LR, GRIDS, SUITE, TASKS, TRANSFORMERS
 
@@ -76,6 +84,7 @@ class Suite:
     oracles: dict[str, Oracle] = field(default_factory=dict)
     grid_oracles: dict[str, Oracle] = field(default_factory=dict)
     auto: dict[str, dict[int, float | None]] = field(default_factory=dict)
+    records: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
 
 def rules_of(record: dict[str, Any]) -> dict[str, float | None]:
@@ -103,6 +112,7 @@ def load_suite(names: list[str]) -> Suite:
         suite.grid_oracles[name] = load_oracle(name, task.metric, task.optimizer, grid, floors,
                                                grid_only=True)  # fmt: skip
         suite.auto[name] = {seed: rules[seed]["lrkit auto"] for seed in SEEDS}
+        suite.records[name] = {seed: curves[f"{name}|{seed}"]["lrkit"] for seed in SEEDS}
         passes = FinderResult.from_dict(curves[f"{name}|0"]["lrkit"]).data_passes
         suite.tasks[name] = {"metric": task.metric, "optimizer": task.optimizer, "grid": grid,
                              "untrained": floors, "rules": rules, "data_passes": passes,
@@ -121,15 +131,19 @@ def score(suite: Suite) -> dict[str, Any]:
     """Rows (task, protocol, seed, rule, LR, regret %) and the fitted factors."""
     # fitted on the grid alone: the exact LRs trained for the suggestion must not move it
     fitted = fit(suite.grid_oracles, suite.auto)
+    autos = {(h, d): auto_at(suite.records, (h, d)) for h in NOISE_HEADS for d in DISAGREEMENTS}
+    joint = fit_thresholds(suite.grid_oracles, autos)
     rows = []
     for name, t in suite.tasks.items():
         oracle = suite.oracles[name]
         for protocol in PROTOCOLS:
-            held = 10 ** fitted[protocol]["held_out"][name]
+            setting = joint["held_out"][name]  # auto's thresholds and factor fitted without it
+            held = 10 ** joint["fits"][setting][protocol]["held_out"][name]
             for seed in SEEDS:
                 picks = dict(t["rules"][seed])
                 auto = picks["lrkit auto"]
-                picks[DEFAULT] = auto and auto * held
+                own = autos[setting][name][seed]
+                picks[DEFAULT] = own and own * held
                 picks[SHIPPED] = auto and auto * shipped_factor(protocol)
                 for rule, lr in picks.items():
                     exact = lr is not None and oracle.trained(protocol, seed, lr)
@@ -142,9 +156,15 @@ def score(suite: Suite) -> dict[str, Any]:
                                      "rule": peer, "lr": None, "how": "trained",
                                      "regret": oracle.regret_of(protocol, seed, runs[seed],
                                                                 t["untrained"][seed])})  # fmt: skip
+    held_factors = {p: {k: 10 ** joint["fits"][s][p]["held_out"][k]
+                        for k, s in joint["held_out"].items()} for p in PROTOCOLS}  # fmt: skip
+    inside = joint["fits"][joint["in_sample"]]
     return {"rows": rows, "factors": {p: {"in_sample": 10 ** r["in_sample"],
-                                          "held_out": {k: 10**v for k, v in r["held_out"].items()}}
-                                      for p, r in fitted.items()}}  # fmt: skip
+                                          "held_out": held_factors[p]}
+                                      for p, r in inside.items()},
+            "thresholds": {"in_sample": list(joint["in_sample"]),
+                           "held_out": {k: list(v) for k, v in joint["held_out"].items()}},
+            "shipped_fit": {p: 10 ** r["in_sample"] for p, r in fitted.items()}}  # fmt: skip
 
 
 def task_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -209,7 +229,7 @@ def evaluate(names: list[str]) -> dict[str, Any]:
     scored = score(suite)
     means = task_means(scored["rows"])
     results = {"seeds": len(SEEDS), "tasks": names, "transformers": list(TRANSFORMERS),
-               "factors": scored["factors"], "means": means,
+               "factors": scored["factors"], "thresholds": scored["thresholds"], "means": means,
                "summary": summarize_rules(means), "rows": scored["rows"],
                "data_passes": {k: t["data_passes"] for k, t in suite.tasks.items()}}  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
