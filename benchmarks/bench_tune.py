@@ -1,17 +1,26 @@
-"""Regret and cost of ``lrkit.tune`` against the full grid, Optuna TPE and the finder alone.
+"""Regret and cost of ``lrkit.tune`` against the full grid, Optuna TPE, Prodigy and the finder.
 
-    nice -n 19 .venv/bin/python -m benchmarks.bench_tune --tasks cancer-mlp-bn,diabetes-mlp \\
-        --seeds 0,1 --protocols constant,one_cycle
+    nice -n 19 .venv/bin/python -m benchmarks.bench_tune --seeds 0,1 \\
+        --tasks linnerud-mlp,digits-gru,digits-mlp-adam,finetune-lenet,digits-resnet-bn,digits-vit
 
-The oracle (13 LRs × seeds × protocol) is read from ``benchmarks/results/suggest/<task>/``
-through ``benchmarks.suggest.run.train`` (which trains only what the store lacks). Regret is
-on the suggestion benchmark's scale: (that seed's best grid metric − achieved) as % of the
-range from the best down to the untrained model. The LR a method picks is scored by training
-it once more at the full budget with that seed (stored beside the oracle). Cost: full-budget
-run-equivalents (tune's ``cost``; K for Optuna; 13 for the grid) and wall seconds. Results
-are cached in ``benchmarks/results/tune.json``; the plot goes to
-``benchmarks/results/tune.png`` (not committed). Prodigy is left out until its optimizer name
-is in lrkit.
+Scored against the suggestion suite's oracle (``benchmarks.suggest``: run it first; its store
+is only read here, never trained into). Regret is the suite's: (that seed's best grid metric −
+achieved) as % of the range from that best down to the untrained model, a diverged or worse
+run counting as untrained (``benchmarks.suggest.fit.Oracle``). What each method achieved:
+
+- ``tune``: the seed's trained metric of the LR tune chose (tune trains it at the full budget);
+  cost = tune's ``cost`` (range test + candidates, pruned ones for the part they ran).
+- ``finder alone``: the suite's ``lrkit suggestion (held out)`` rows (from
+  ``benchmarks/results/suggest.json``); cost = the range test's data passes / epochs.
+- ``grid (9)``: regret 0 by definition; cost 9 runs.
+- ``optuna TPE``: log-LR over the grid's span, as many full-budget trials as tune K=5 cost
+  (rounded up), each trained with ``lrkit.sweep`` into ``benchmarks/results/tune/<task>``;
+  its best trial's trained metric is scored.
+- ``Prodigy``: the suite's peer rows (Prodigy, constant, lr=1), when present.
+
+Per (task, protocol, seed) results are cached in ``benchmarks/results/tune-s<seeds>.json``
+(one file per ``--seeds`` so that processes can split the seeds); ``--table`` merges them,
+prints the table, the pruning and interval checks, and writes ``benchmarks/results/tune.png``.
 """
 
 from __future__ import annotations
@@ -19,126 +28,159 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from benchmarks.suggest.run import HIGHER_IS_BETTER, capped, train, untrained
-from benchmarks.suggest.tasks import GRIDS, TASKS
+from benchmarks.suggest.fit import Oracle, load_oracle
+from benchmarks.suggest.oracle import grid_of, task_path
+from benchmarks.suggest.paths import RESULTS, SEEDS
+from benchmarks.suggest.run import DEFAULT, untrained
+from benchmarks.suggest.tasks import TASKS
 
 import lrkit
-from lrkit.tasks import Task
+from lrkit.sweeps import Store
 
-OUT = Path("benchmarks/results/tune.json")
-
-
-def regret_pct(task: Task, grid_values: list[float], floor: float, value: float) -> float:
-    sign = 1 if task.metric in HIGHER_IS_BETTER else -1
-    best = max(grid_values, key=lambda v: sign * v)
-    span = abs(best - floor) or 1.0
-    return 100 * sign * (best - capped(value, floor, sign)) / span
+PRODIGY = "Prodigy (constant, lr=1)"
+OPTUNA_STORE = RESULTS / "tune"
 
 
-def optuna_pick(task: Task, name: str, protocol: str, seed: int, n: int, lo: float,
-                hi: float) -> float:  # fmt: skip
-    """TPE over log LR in [lo, hi] with ``n`` full-budget trials; the best trial's LR."""
+def optuna_run(name: str, protocol: str, seed: int, n: int, lo: float, hi: float,
+               oracle: Oracle, floor: float) -> tuple[float, float, float]:  # fmt: skip
+    """TPE over log LR in [lo, hi], ``n`` full-budget trials: (best LR, regret %, wall s)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sign = 1 if task.metric in HIGHER_IS_BETTER else -1
+    task = TASKS[name]()
+    store = OPTUNA_STORE / name
+    values: dict[float, float] = {}
 
     def objective(trial: Any) -> float:
         lr = trial.suggest_float("lr", lo, hi, log=True)
-        got = train(task, name, [lr], seeds=(seed,))
-        value = got[(protocol, lr, seed)]
-        return sign * value if math.isfinite(value) else -math.inf
+        lrkit.sweep(task_path(name), lrs=[lr], schedules=(protocol,),
+                    optimizers=(task.optimizer,), seeds=(seed,), epochs=task.epochs,
+                    store=store, name=f"optuna-{name}", executor="serial", progress=False,
+                    report=False)  # fmt: skip
+        for r in Store(store).runs():
+            c = r.config
+            if (c["lr"], c["schedule"], c["seed"]) == (lr, protocol, seed) and r.status == "done":
+                values[lr] = math.nan if r.diverged else float(r.summary["final"][task.metric])
+        return -oracle.regret_of(protocol, seed, values[lr], floor)
 
+    started = time.perf_counter()
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))  # fmt: skip
     study.optimize(objective, n_trials=n)
-    return float(study.best_params["lr"])
+    lr = float(study.best_params["lr"])
+    return lr, -float(study.best_value), time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", default="cancer-mlp-bn,diabetes-mlp,digits-mlp-sgd")
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--protocols", default="constant,one_cycle")
-    parser.add_argument("--ks", default="3,5,7")
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    seeds = tuple(int(s) for s in args.seeds.split(","))
-    cache: dict[str, Any] = json.loads(OUT.read_text()) if OUT.exists() else {}
-    for name in args.tasks.split(","):
+def run_one(name: str, protocol: str, seed: int, ks: list[int],
+            suggest_rows: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    task = TASKS[name]()
+    grid = grid_of(task.optimizer)
+    floors = {s: untrained(task, s) for s in SEEDS}
+    floor = floors[seed]
+    oracle = load_oracle(name, task.metric, task.optimizer, grid, floors, grid_only=True)
+    curve = oracle.curves[protocol, seed]
+    best_lr = float(10 ** curve[0][int(curve[1].argmax())])
+    rows: dict[str, Any] = {"grid (9)": {"regret": 0.0, "cost": float(len(grid))}}
+    for r in suggest_rows:
+        if (r["task"], r["protocol"], r["seed"]) == (name, protocol, seed):
+            if r["rule"] == DEFAULT:
+                passes = json.loads((RESULTS / "suggest.json").read_text())["data_passes"][name]
+                rows["finder alone"] = {"regret": r["regret"], "cost": passes / task.epochs,
+                                        "lr": r["lr"]}  # fmt: skip
+            elif r["rule"] == PRODIGY:
+                rows["Prodigy (default)"] = {"regret": r["regret"], "cost": 1.0}
+    for k in ks:
+        for prune in (True, False) if k == 5 else (True,):
+            t0 = time.perf_counter()
+            res = lrkit.tune(task, schedule=protocol, seeds=(seed,), k=k, prune=prune,
+                             progress=False)  # fmt: skip
+            wall = time.perf_counter() - t0
+            value = res.mean_metric(res.lr) if res.lr is not None else None
+            regret = oracle.regret_of(protocol, seed, math.nan if value is None else value,
+                                      floor)  # fmt: skip
+            rows[f"tune K={k}{'' if prune else ' no-prune'}"] = {
+                "regret": regret, "cost": res.cost, "wall_s": wall, "lr": res.lr,
+                "interval": list(res.interval),
+                "candidates": [{"lr": c.lr, "metric": c.metric, "stopped_at": c.stopped_at,
+                                "pruned": c.pruned, "diverged": c.diverged}
+                               for c in res.candidates],
+            }  # fmt: skip
+            print(f"  {name} {protocol} s{seed} K={k} prune={prune}: regret {regret:.2f}% "
+                  f"cost {res.cost:.2f} wall {wall:.0f}s", flush=True)  # fmt: skip
+    n = math.ceil(rows["tune K=5"]["cost"])
+    lr, regret, wall = optuna_run(name, protocol, seed, n, grid[0], grid[-1], oracle, floor)
+    rows["optuna TPE (= tune K=5 runs)"] = {"regret": regret, "cost": float(n), "wall_s": wall,
+                                            "lr": lr}  # fmt: skip
+    rows["oracle"] = {"best_lr": best_lr, "epochs": task.epochs}
+    return rows
+
+
+def table(paths: list[Path]) -> str:
+    cache: dict[str, Any] = {}
+    for p in paths:
+        cache.update(json.loads(p.read_text()))
+    methods = ["finder alone", "tune K=3", "tune K=5", "tune K=7", "tune K=5 no-prune",
+               "optuna TPE (= tune K=5 runs)", "Prodigy (default)", "grid (9)"]  # fmt: skip
+    protocols = sorted({k.split("|")[1] for k in cache})
+    out = [f"{len(cache)} (task, protocol, seed) cells: "
+           f"{len({k.split('|')[0] for k in cache})} tasks × {protocols} × "
+           f"{len({k.split('|')[2] for k in cache})} seeds", "",
+           "| method | protocol | median regret % | worst % | median / worst, LR read off "
+           "the grid oracle | mean cost (runs) | mean wall s |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    oracles = {}
+    for name in {k.split("|")[0] for k in cache}:
         task = TASKS[name]()
-        grid = GRIDS["sgd" if task.optimizer == "sgd" else "adam"]
-        for protocol in args.protocols.split(","):
-            for seed in seeds:
-                key = f"{name}|{protocol}|{seed}"
-                if key in cache:
-                    continue
-                started = time.perf_counter()
-                oracle = train(task, name, grid, seeds=(seed,))
-                grid_wall = time.perf_counter() - started
-                values = [oracle[(protocol if protocol != "warmup_cosine" else "cosine", lr,
-                                  seed)] for lr in grid]  # fmt: skip
-                floor = untrained(task, seed)
-                sign = 1 if task.metric in HIGHER_IS_BETTER else -1
-                rows: dict[str, dict[str, float]] = {
-                    "grid (13)": {"regret": 0.0, "cost": 13.0, "wall_s": grid_wall}
-                }
-                model = task.make_model(seed)
-                res = lrkit.find_lr(model, task.make_optimizer(model), task.train_loader(seed),
-                                    task.criterion, seed=seed, progress=False)  # fmt: skip
-                lr = res.suggestion_for("cosine" if protocol == "warmup_cosine" else protocol)
-                got = (
-                    train(task, name, [lr], seeds=(seed,))[(protocol, lr, seed)] if lr else math.nan
-                )
-                rows["finder alone"] = {"regret": regret_pct(task, values, floor, got),
-                                        "cost": 100 / (task.epochs * task.steps_per_epoch),
-                                        "wall_s": 0.0}  # fmt: skip
-                for k in (int(x) for x in args.ks.split(",")):
-                    for prune in (True, False):
-                        t0 = time.perf_counter()
-                        tuned = lrkit.tune(task, schedule=protocol, seeds=(seed,), k=k,
-                                           prune=prune, progress=False)  # fmt: skip
-                        wall = time.perf_counter() - t0
-                        value = tuned.mean_metric(tuned.lr) if tuned.lr is not None else None
-                        rows[f"tune K={k}{'' if prune else ' no-prune'}"] = {
-                            "regret": regret_pct(task, values, floor,
-                                                 math.nan if value is None else value),
-                            "cost": tuned.cost, "wall_s": wall,
-                        }  # fmt: skip
-                        if k == 5 and prune:
-                            n = max(1, round(tuned.cost))
-                            pick = optuna_pick(task, name, protocol, seed, n, grid[0], grid[-1])
-                            got = train(task, name, [pick], seeds=(seed,))[(protocol, pick, seed)]
-                            rows[f"optuna TPE (n={n})"] = {
-                                "regret": regret_pct(task, values, floor, got), "cost": n,
-                                "wall_s": 0.0,
-                            }  # fmt: skip
-                cache[key] = rows
-                del sign
-                OUT.parent.mkdir(parents=True, exist_ok=True)
-                OUT.write_text(json.dumps(cache, indent=1))
-                print(key, {m: round(r["regret"], 2) for m, r in rows.items()}, flush=True)
-    table(cache)
-
-
-def table(cache: dict[str, Any]) -> None:
-    methods = sorted({m for rows in cache.values() for m in rows})
-    print(f"{'method':24} {'median regret %':>16} {'worst %':>8} {'mean cost':>10}")
+        floors = {s: untrained(task, s) for s in SEEDS}
+        oracles[name] = load_oracle(name, task.metric, task.optimizer, grid_of(task.optimizer),
+                                    floors, grid_only=True)  # fmt: skip
+    for key, v in cache.items():  # the picked LR read off the grid oracle, as the suite does
+        name, protocol, seed = key.split("|")
+        for m in methods[1:6]:
+            if m in v:
+                v[m]["interp"] = oracles[name].regret(protocol, int(seed), v[m]["lr"])
     points = []
     for m in methods:
-        regrets = sorted(r[m]["regret"] for r in cache.values() if m in r)
-        costs = [r[m]["cost"] for r in cache.values() if m in r]
-        median = regrets[len(regrets) // 2]
-        cost = sum(costs) / len(costs)
-        points.append((m, cost, median))
-        print(f"{m:24} {median:16.2f} {regrets[-1]:8.2f} {cost:10.2f}")
+        for protocol in [*protocols, "all"]:
+            cells = [v[m] for k, v in cache.items() if m in v
+                     and (protocol == "all" or k.split("|")[1] == protocol)]  # fmt: skip
+            if not cells:
+                continue
+            regrets = [c["regret"] for c in cells]
+            cost = statistics.fmean(c["cost"] for c in cells)
+            walls = [c["wall_s"] for c in cells if "wall_s" in c]
+            wall = f"{statistics.fmean(walls):.0f}" if walls else "–"
+            interp = [c["interp"] for c in cells if "interp" in c]
+            read = f"{statistics.median(interp):.2f} / {max(interp):.2f}" if interp else "–"
+            out.append(f"| {m} | {protocol} | {statistics.median(regrets):.2f} | "
+                       f"{max(regrets):.2f} | {read} | {cost:.2f} | {wall} |")  # fmt: skip
+            if protocol == "all":
+                points.append((m, cost, statistics.median(regrets), max(regrets)))
+    # pruning: same candidates with and without it
+    dropped_winner, saved, same = 0, [], 0
+    inside = {f"tune K={k}": 0 for k in (3, 5, 7)}
+    for v in cache.values():
+        p, f = v["tune K=5"], v["tune K=5 no-prune"]
+        same += p["lr"] == f["lr"]
+        pruned = {c["lr"] for c in p["candidates"] if c["pruned"]}
+        dropped_winner += f["lr"] in pruned
+        saved.append(f["cost"] - p["cost"])
+        for m in inside:
+            lo, hi = v[m]["interval"]
+            inside[m] += lo * 0.999 <= v["oracle"]["best_lr"] <= hi * 1.001
+    n = len(cache)
+    out += ["", f"Pruning (K=5, same candidates): same pick in {same}/{n} cells; the "
+            f"no-prune winner was pruned in {dropped_winner}/{n}; compute saved "
+            f"{statistics.fmean(saved):.2f} runs on average (max {max(saved):.2f}).",
+            "Interval contains the oracle's best grid LR: "
+            + ", ".join(f"{m}: {c}/{n}" for m, c in inside.items())]  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,12 +188,43 @@ def table(cache: dict[str, Any]) -> None:
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    for m, cost, median in points:
-        ax.scatter(cost, median)
+    for m, cost, median, worst in points:
+        ax.scatter(cost, median, label=m)
+        ax.vlines(cost, median, worst, alpha=0.3)
         ax.annotate(m, (cost, median), fontsize=7)
-    ax.set_xlabel("cost (full-budget run-equivalents)")
-    ax.set_ylabel("median regret (% of range)")
-    fig.savefig(OUT.with_suffix(".png"), dpi=120)
+    ax.set_xlabel("cost (full-budget run-equivalents, mean)")
+    ax.set_ylabel("regret, % of range (dot: median; line: to worst)")
+    ax.set_yscale("symlog", linthresh=0.1)
+    fig.savefig(RESULTS / "tune.png", dpi=120)
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default="linnerud-mlp,digits-gru,digits-mlp-adam,"
+                        "finetune-lenet,digits-resnet-bn,digits-vit")  # fmt: skip
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--protocols", default="constant,one_cycle")
+    parser.add_argument("--ks", default="3,5,7")
+    parser.add_argument("--table", action="store_true", help="only merge caches and report")
+    args = parser.parse_args()
+    if not args.table:
+        warnings.filterwarnings("ignore")
+        torch.set_num_threads(1)
+        out = RESULTS / f"tune-s{args.seeds.replace(',', '-')}.json"
+        cache: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+        rows = json.loads((RESULTS / "suggest.json").read_text())["rows"]
+        ks = [int(x) for x in args.ks.split(",")]
+        for name in args.tasks.split(","):
+            for protocol in args.protocols.split(","):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    key = f"{name}|{protocol}|{seed}"
+                    if key not in cache:
+                        cache[key] = run_one(name, protocol, seed, ks, rows)
+                        out.write_text(json.dumps(cache, indent=1))
+    text = table(sorted(RESULTS.glob("tune-s*.json")))
+    print(text)
+    (RESULTS / "tune.md").write_text(text + "\n")
 
 
 if __name__ == "__main__":
