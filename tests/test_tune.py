@@ -307,3 +307,63 @@ def test_cli_tune_prints_the_chosen_lr_and_stores_the_runs(tmp_path: Path) -> No
 def test_a_learning_rate_free_optimizer_is_refused_before_any_work(name: str) -> None:
     with pytest.raises(ValueError, match=f"optimizer='{name}' is learning-rate-free"):
         lrkit.tune("digits-mlp", optimizer=name, epochs=1, progress=False)
+
+
+def test_the_batched_pass_gives_each_seed_its_own_data_order_like_the_serial_path() -> None:
+    """One shared loader in a batched pass reads one data order: before the fix every seed's
+    members read seed 0's, so the seed means (and the choice) depended on the executor."""
+    train, val = _data(dtype=torch.float64)
+
+    def make64(seed: int) -> nn.Module:
+        return make(seed).double()
+
+    options = {"epochs": 2, "k": 3, "finder_runs": 1, "finder_kwargs": FAST,
+               "progress": False, "seeds": (0, 1), "prune": False}  # fmt: skip
+    batched = lrkit.tune(make64, train, val, nn.CrossEntropyLoss(), executor="vectorized",
+                         **options)  # fmt: skip
+    serial = lrkit.tune(make64, train, val, nn.CrossEntropyLoss(), executor="serial",
+                        **options)  # fmt: skip
+    assert batched.executor == "vectorized" and serial.executor == "serial"
+    got = {(c.lr, c.seed): c.metric for c in batched.candidates}
+    want = {(c.lr, c.seed): c.metric for c in serial.candidates}
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_a_model_vmap_cannot_batch_is_refused_with_vectorized_before_the_range_test() -> None:
+    train, val = _data()
+    steps = {"n": 0}
+
+    def build(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return Branchy()
+
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        steps["n"] += 1
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)
+
+    with pytest.raises(ValueError, match="executor='vectorized' cannot run"):
+        lrkit.tune(build, train, val, step_fn=step, epochs=1, k=2, finder_runs=1,
+                   finder_kwargs=FAST, progress=False, executor="vectorized")  # fmt: skip
+    assert steps["n"] <= 1  # the probe traced one step under vmap; the range test never ran
+
+
+def test_optimizer_options_that_cannot_reach_the_workers_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"optimizer_kwargs=.*cannot reach executor 'processes'"):
+        lrkit.tune("digits-mlp", optimizer_kwargs={"weight_decay": 0.0}, executor="processes",
+                   epochs=1, progress=False)  # fmt: skip
+
+
+def test_stored_runs_are_not_shared_by_tunes_that_differ_beyond_the_lrs(tmp_path: Path) -> None:
+    """The store key of a tune includes the metric, pruning, the optimizer's options and the
+    model's shapes: a second tune that differs only there trains its own candidates."""
+    base = {"executor": "serial", "store": tmp_path, "prune": False, "finder_runs": 1}
+    first = _tune(**base)
+    assert not any("read from the store" in c for c in first.caveats)
+    again = _tune(**base)
+    assert any("read from the store" in c for c in again.caveats)
+    other = _tune(**(base | {"metric": "val_loss"}))  # the default is accuracy
+    assert not any("read from the store" in c for c in other.caveats)
+    assert other.lr is not None and all(c.metric is not None for c in other.candidates)

@@ -3,6 +3,8 @@ budget (batched where the model allows), pruned by successive halving, kept in t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -223,6 +225,13 @@ def tune(
         from lrkit.sweeps.executors import check_executor
 
         check_executor(executor, workers, address)
+        if optimizer_kwargs is not None:
+            raise ValueError(
+                f"optimizer_kwargs={dict(optimizer_kwargs)!r} cannot reach executor "
+                f"{executor!r}: its workers build the task's own optimizer options. Put them "
+                "in the Task (Task(optimizer_kwargs=...)), or use executor='vectorized', "
+                "'serial' or 'auto'"
+            )
     _check_int("finder_runs", finder_runs, 1, "3 (the default) measures the spread")
     finder_options = dict(finder_kwargs or {})
     reserved = {"runs", "seed", "for_schedule", "progress", "step_fn"} & set(finder_options)
@@ -233,6 +242,12 @@ def tune(
         )
     for_run(schedule, 0.1, 10)
     seeds = tuple(int(s) for s in seeds)
+    if executor == "vectorized":  # refused now, not after the range test and the claims
+        why = _batched_problem(problem, _Round(problem, schedule, epochs, seeds, prune, None,
+                                               progress), k * len(seeds))  # fmt: skip
+        if why is not None:
+            raise ValueError(f"executor='vectorized' cannot run this model: {why}; "
+                             "use executor='serial' or 'auto'")  # fmt: skip
     db = Store(store) if store is not None else None
 
     rng = LoaderRng([problem.shared, problem.val_loader])
@@ -255,7 +270,8 @@ def tune(
         best = _best(state, lrs)
         if best is not None:
             finer = _finer(lrs, best)
-            _train_round(state, finer, 2, used, workers, address, caveats, sweeps)
+            again = _train_round(state, finer, 2, executor, workers, address, caveats, sweeps)
+            used = again if used == "store" else used
             lrs = sorted(set(lrs) | set(finer))
     chosen = _best(state, lrs)
     if chosen is None:
@@ -335,6 +351,18 @@ def _center_out(lrs: Sequence[float]) -> list[float]:
     return sorted(lrs, key=lambda lr: (abs(lrs.index(lr) - mid), lrs.index(lr)))
 
 
+def _identity(state: _Round) -> str:
+    """6 hex digits of what changes a candidate's result beyond its sweep spec: the optimizer's
+    options, the metric, pruning, and the model's parameter names and shapes (two different
+    factories of one name do not share stored runs)."""
+    problem = state.problem
+    model = problem.make_model(state.seeds[0])
+    shapes = [(name, list(p.shape)) for name, p in model.named_parameters()]
+    blob = json.dumps([sorted(problem.options.items()), problem.metric, state.prune, shapes],
+                      sort_keys=True, default=str)  # fmt: skip
+    return hashlib.sha1(blob.encode()).hexdigest()[:6]
+
+
 def _train_round(
     state: _Round, lrs: Sequence[float], round_: int, executor: str, workers: int | None,
     address: str | None, caveats: list[str], sweeps: list[str],
@@ -346,7 +374,7 @@ def _train_round(
     if state.db is not None:
         spec = SweepSpec(task=problem.name, lrs=list(lrs), epochs=state.epochs,
                          schedules=(state.schedule,), optimizers=(problem.optimizer,),
-                         seeds=state.seeds, name=f"tune-r{round_}")  # fmt: skip
+                         seeds=state.seeds, name=f"tune-r{round_}-{_identity(state)}")  # fmt: skip
         configs = {(c.lr, c.seed): c for c in spec.expand()}
         tune_info = {"round": round_, "prune": state.prune, "metric": problem.metric}
         record = {"resolved_lrs": list(lrs), "sweep_id": spec.sweep_id, "tune": tune_info}
@@ -359,6 +387,14 @@ def _train_round(
                 state.load(member, done[configs[member].id], round_)
         todo = [m for m in members if m not in state.candidates]
         claimed = set(state.db.claim([state.run_ids[m] for m in todo]))
+        elsewhere = [m for m in todo if state.run_ids[m] not in claimed]
+        if elsewhere:
+            which = ", ".join(f"lr {lr:.3g} seed {s}" for lr, s in elsewhere)
+            caveats.append(
+                f"{len(elsewhere)} candidate(s) of round {round_} are being trained by another "
+                f"live process on the store ({which}) and are not in this result; rerun when "
+                "it has finished"
+            )
         todo = [m for m in todo if state.run_ids[m] in claimed]
     if not todo:
         return executor if executor != "auto" else "store"

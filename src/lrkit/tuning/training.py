@@ -166,11 +166,16 @@ def _train_batched(state: _Round, todo: list[Member], round_: int) -> None:
 
     problem = state.problem
     size = _chunk_size(problem, state)
-    model0 = problem.make_model(state.seeds[0])
-    device = _device(model0)
+    device = _device(problem.make_model(state.seeds[0]))
     checkpoints = set(rungs(state.epochs))
-    for start in range(0, len(todo), size):
-        chunk = todo[start : start + size]
+    # One loader shared by the members reads one data order per pass: a pass holds one seed's
+    # members, so that each seed trains on its own order, as the serial path does.
+    groups = ([[m for m in todo if m[1] == s] for s in state.seeds] if problem.shared is not None
+              else [todo])  # fmt: skip
+    chunks = [g[i : i + size] for g in groups for i in range(0, len(g), size)]
+    for chunk in chunks:
+        if not chunk:
+            continue
         built: list[nn.Module] = []
 
         def make(seed: int, built: list[nn.Module] = built) -> nn.Module:
@@ -192,7 +197,7 @@ def _train_batched(state: _Round, todo: list[Member], round_: int) -> None:
 
         rng = LoaderRng([problem.shared, problem.val_loader])
         if problem.shared is not None:
-            rng.seed(state.seeds[0])
+            rng.seed(chunk[0][1])
         try:
             histories = fit_many(
                 make, problem.shared, problem.criterion, state.epochs,
