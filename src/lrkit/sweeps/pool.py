@@ -329,15 +329,17 @@ class ProcessBackend:
         return False  # a broken pool fails the batch: a run that kills its worker is a failure
 
     def close(self) -> None:
-        if self.pool is None:
+        """Stop the workers (idempotent: the outcomes and their owner may both call it)."""
+        pool, self.pool = self.pool, None
+        if pool is None:
             return
         if not self.warmed:  # every run finished here before a worker was up: stop them now
-            processes = list(getattr(self.pool, "_processes", {}).values())
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.terminate()
             return
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------- Ray actors
@@ -409,8 +411,11 @@ class RayBackend:
         return isinstance(exc, RayActorError)
 
     def close(self) -> None:
-        for actor in self.actors:
+        """Kill the actors and a cluster started here (idempotent)."""
+        actors, self.actors = self.actors, []
+        for actor in actors:
             with contextlib.suppress(Exception):  # already gone with its node
                 self.ray.kill(actor)
         if self.started_here:
+            self.started_here = False
             self.ray.shutdown()
