@@ -132,9 +132,9 @@ def table(paths: list[Path]) -> str:
     out = [f"{len(cache)} (task, protocol, seed) cells: "
            f"{len({k.split('|')[0] for k in cache})} tasks × {protocols} × "
            f"{len({k.split('|')[2] for k in cache})} seeds", "",
-           "| method | protocol | median regret % | worst % | median / worst, LR read off "
-           "the grid oracle | mean cost (runs) | mean wall s |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+           "| method | protocol | median regret % | worst % | task means (seeds averaged): "
+           "median / worst | LR read off the grid oracle: median / worst | mean cost (runs) "
+           "| mean wall s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     oracles = {}
     for name in {k.split("|")[0] for k in cache}:
         task = TASKS[name]()
@@ -157,10 +157,17 @@ def table(paths: list[Path]) -> str:
             cost = statistics.fmean(c["cost"] for c in cells)
             walls = [c["wall_s"] for c in cells if "wall_s" in c]
             wall = f"{statistics.fmean(walls):.0f}" if walls else "–"
+            per_task: dict[str, list[float]] = {}
+            for k, v in cache.items():
+                if m in v and (protocol == "all" or k.split("|")[1] == protocol):
+                    per_task.setdefault(k.split("|")[0], []).append(v[m]["regret"])
+            means = [statistics.fmean(r) for r in per_task.values()]
+            suite = f"{statistics.median(means):.2f} / {max(means):.2f}"
             interp = [c["interp"] for c in cells if "interp" in c]
             read = f"{statistics.median(interp):.2f} / {max(interp):.2f}" if interp else "–"
             out.append(f"| {m} | {protocol} | {statistics.median(regrets):.2f} | "
-                       f"{max(regrets):.2f} | {read} | {cost:.2f} | {wall} |")  # fmt: skip
+                       f"{max(regrets):.2f} | {suite} | {read} | {cost:.2f} | "
+                       f"{wall} |")  # fmt: skip
             if protocol == "all":
                 points.append((m, cost, statistics.median(regrets), max(regrets)))
     # pruning: same candidates with and without it

@@ -27,7 +27,7 @@ from lrkit import schedules
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["index", "find", "schedules", "fine-tuning", "sweeps", "frameworks", "demo"]
+PAGES = ["index", "find", "schedules", "fine-tuning", "sweeps", "tune", "frameworks", "demo"]
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.M | re.S)
 NO_RUN = re.compile(r"<!--\s*no-run:?(.*?)-->\s*$", re.S)
 
