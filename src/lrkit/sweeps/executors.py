@@ -12,7 +12,7 @@ import ast
 import os
 import socket
 import sys
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def processes(
     backend = ProcessBackend(tasks, start_method())
     if backend.method == "fork":
         backend.fork_now(configs[0], size)
-    return _Owning(pooled(configs, tasks, backend, size, auto=auto), backend.close)
+    return pooled(configs, tasks, backend, size, auto=auto)
 
 
 def ray(
@@ -65,28 +65,7 @@ def ray(
     actors get ``tasks`` as built here (no data load on the cluster) when they pickle."""
     backend = RayBackend(address, tasks)
     size = min(workers, len(configs)) if workers else 0
-    return _Owning(pooled(configs, tasks, backend, size), backend.close)
-
-
-class _Owning(Generator[Outcome, None, None]):
-    """``outcomes`` that own their workers: ``close()`` stops them even when iteration never
-    began (a generator's ``finally`` runs only once it has started, and forked workers exist
-    from the moment the executor is made)."""
-
-    def __init__(self, outcomes: Outcomes, release: Callable[[], None]) -> None:
-        self._outcomes, self._release = outcomes, release
-
-    def send(self, value: None) -> Outcome:
-        return self._outcomes.send(value)
-
-    def throw(self, *args: Any) -> Outcome:
-        return self._outcomes.throw(*args)
-
-    def close(self) -> None:
-        try:
-            self._outcomes.close()
-        finally:
-            self._release()
+    return pooled(configs, tasks, backend, size)
 
 
 def _group_key(cfg: RunConfig) -> tuple[Any, ...]:

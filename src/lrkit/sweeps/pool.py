@@ -35,6 +35,7 @@ from lrkit.sweeps.spec import RunConfig
 
 __all__ = [
     "BATCH_S",
+    "Owning",
     "STARTUP_S",
     "ProcessBackend",
     "RayBackend",
@@ -112,6 +113,32 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class Owning(Generator[Outcome, None, None]):
+    """Outcomes that own their backend: it is closed when they end, fail or are closed —
+    also when they are closed before the first one was asked for (a generator's ``finally``
+    runs only once it has started, and forked workers exist from the moment the executor
+    is made)."""
+
+    def __init__(self, outcomes: Outcomes, backend: Backend) -> None:
+        self._outcomes, self._backend = outcomes, backend
+
+    def send(self, value: None) -> Outcome:
+        try:
+            return self._outcomes.send(value)
+        except BaseException:  # the end (StopIteration) or a failure: the workers go
+            self._backend.close()
+            raise
+
+    def throw(self, *args: Any) -> Outcome:
+        return self._outcomes.throw(*args)
+
+    def close(self) -> None:
+        try:
+            self._outcomes.close()
+        finally:
+            self._backend.close()
+
+
 def pooled(
     configs: Sequence[RunConfig],
     tasks: TaskResolver,
@@ -119,10 +146,17 @@ def pooled(
     workers: int,
     *,
     auto: bool = False,
-) -> Outcomes:
+) -> Owning:
     """The outcomes of ``configs``, run on ``backend``'s workers and (while they start, or
-    when all are lost) in this process. ``auto``: use the workers only if they pay (runs
-    timed here first; or, when the backend starts at no cost, the workers' first runs)."""
+    when all are lost) in this process; they own ``backend`` (:class:`Owning`). ``auto``: use
+    the workers only if they pay (runs timed here first; or, when the backend starts at no
+    cost, the workers' first runs)."""
+    return Owning(_outcomes(configs, tasks, backend, workers, auto), backend)
+
+
+def _outcomes(
+    configs: Sequence[RunConfig], tasks: TaskResolver, backend: Backend, workers: int, auto: bool
+) -> Outcomes:
     todo: deque[RunConfig] = deque(configs)
     lock = threading.Lock()
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -235,7 +269,6 @@ def pooled(
         stop_local.set()
         if local_thread is not None:
             local_thread.join()
-        backend.close()
 
 
 def _alive(thread: threading.Thread | None) -> bool:

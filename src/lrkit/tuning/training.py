@@ -4,6 +4,7 @@ executors — each pruning at the rungs where it can and recording into the stor
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -276,13 +277,16 @@ def _train_executor(
         for member in todo:
             record = next(r for r in state.db.runs() if r.id == state.run_ids[member])
             configs[RunConfig(**record.config)] = member
-    outcomes = execute(executor, list(configs), TaskResolver(), workers, address)
     by_id = {c.id: m for c, m in configs.items()}
-    for run_id, outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            if state.db is not None:
-                state.db.fail(run_id, f"{type(outcome).__name__}: {outcome}")
-            raise outcome
-        h = History.from_dict(outcome["history"])
-        done = len(h.epochs) + (1 if h.diverged else 0)
-        state.record(by_id[run_id], h, round_, min(done, state.epochs) / state.epochs, None)
+    # closed on the way out, so a failed run stops the workers instead of leaving them running
+    with contextlib.closing(
+        execute(executor, list(configs), TaskResolver(), workers, address)
+    ) as outcomes:
+        for run_id, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                if state.db is not None:
+                    state.db.fail(run_id, f"{type(outcome).__name__}: {outcome}")
+                raise outcome
+            h = History.from_dict(outcome["history"])
+            done = len(h.epochs) + (1 if h.diverged else 0)
+            state.record(by_id[run_id], h, round_, min(done, state.epochs) / state.epochs, None)
