@@ -35,8 +35,8 @@ from lrkit.sweeps.spec import RunConfig
 
 __all__ = [
     "BATCH_S",
-    "Owning",
     "STARTUP_S",
+    "Owning",
     "ProcessBackend",
     "RayBackend",
     "parallel_pays",

@@ -242,13 +242,13 @@ def tune(
         )
     for_run(schedule, 0.1, 10)
     seeds = tuple(int(s) for s in seeds)
+    state = _Round(problem, schedule, epochs, seeds, prune, None, progress)
     if executor == "vectorized":  # refused now, not after the range test and the claims
-        why = _batched_problem(problem, _Round(problem, schedule, epochs, seeds, prune, None,
-                                               progress), k * len(seeds))  # fmt: skip
+        why = _batched_problem(problem, state, k * len(seeds))
         if why is not None:
             raise ValueError(f"executor='vectorized' cannot run this model: {why}; "
                              "use executor='serial' or 'auto'")  # fmt: skip
-    db = Store(store) if store is not None else None
+    state.db = Store(store) if store is not None else None
 
     rng = LoaderRng([problem.shared, problem.val_loader])
     try:
@@ -260,7 +260,6 @@ def tune(
     if interval.center is None:
         caveats.append(f"candidate interval: {interval.reason}")
     length = len(problem.loader(seeds[0]))  # type: ignore[arg-type]
-    state = _Round(problem, schedule, epochs, seeds, prune, db, progress)
     state.cost = finder.runs * len(finder.lrs) / (epochs * length)
 
     lrs = log_points(interval.lo, interval.hi, k)
@@ -356,8 +355,7 @@ def _identity(state: _Round) -> str:
     options, the metric, pruning, and the model's parameter names and shapes (two different
     factories of one name do not share stored runs)."""
     problem = state.problem
-    model = problem.make_model(state.seeds[0])
-    shapes = [(name, list(p.shape)) for name, p in model.named_parameters()]
+    shapes = state.layout[2]
     blob = json.dumps([sorted(problem.options.items()), problem.metric, state.prune, shapes],
                       sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha1(blob.encode()).hexdigest()[:6]

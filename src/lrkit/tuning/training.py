@@ -5,6 +5,7 @@ executors — each pruning at the rungs where it can and recording into the stor
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -68,6 +69,17 @@ class _Round:
     cost: float = 0.0
     resumed: int = 0
 
+    @functools.cached_property
+    def layout(self) -> tuple[torch.device, int, list[tuple[str, list[int]]]]:
+        """Read off one build of the model: the device the batched pass runs on, how many
+        members fit in one pass, and the parameters' names and shapes (the store key)."""
+        from lrkit.sweeps.executors import max_members_for
+
+        model = self.problem.make_model(self.seeds[0])
+        device = _device(model)
+        shapes = [(name, list(p.shape)) for name, p in model.named_parameters()]
+        return device, max_members_for(model, device), shapes
+
     def rung_errors(self, epoch: int, seeds: Sequence[int]) -> dict[float, float]:
         """``{lr: mean error over seeds at epoch}`` over members that reached ``epoch``;
         ``inf`` for an LR with a diverged seed."""
@@ -124,13 +136,6 @@ def _device(model: nn.Module) -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else next(model.parameters()).device
 
 
-def _chunk_size(problem: _Problem, state: _Round) -> int:
-    from lrkit.sweeps.executors import max_members_for
-
-    model = problem.make_model(state.seeds[0])
-    return max_members_for(model, _device(model))
-
-
 def _batched_problem(problem: _Problem, state: _Round, members: int) -> str | None:
     """Why the batched pass cannot run, or None: the memory estimate leaves room for one
     member only, or vmap refuses the model on a first batch (two members, one train step and
@@ -138,14 +143,13 @@ def _batched_problem(problem: _Problem, state: _Round, members: int) -> str | No
     from lrkit._engine import BatchedModel
     from lrkit._steps import default_step, to_device
 
-    size = _chunk_size(problem, state)
+    device, size, _ = state.layout
     if size < 2 and members > 1:
         return "the memory estimate leaves room for only one member at a time"
     step = problem.step_fn or default_step(problem.criterion)  # type: ignore[arg-type]
     rng = LoaderRng([problem.shared, problem.val_loader])
     try:
         models = [problem.make_model(s) for s in state.seeds[:1] * 2]
-        device = _device(models[0])
         batched = BatchedModel(
             [m.to(device) for m in models], step, problem.optimizer, problem.options,
             shared_data=True, randomness="different",
@@ -166,8 +170,7 @@ def _train_batched(state: _Round, todo: list[Member], round_: int) -> None:
     from lrkit.vectorized import fit_many
 
     problem = state.problem
-    size = _chunk_size(problem, state)
-    device = _device(problem.make_model(state.seeds[0]))
+    device, size, _ = state.layout
     checkpoints = set(rungs(state.epochs))
     # One loader shared by the members reads one data order per pass: a pass holds one seed's
     # members, so that each seed trains on its own order, as the serial path does.
