@@ -13,7 +13,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lrkit
 from lrkit.tuning import TuneResult
-from lrkit.tuning.interval import candidate_interval
+from lrkit.tuning.interval import (
+    BASE_HALF_WIDTH,
+    UNMEASURED_SPREAD,
+    candidate_interval,
+    range_test_size,
+)
 from lrkit.tuning.prune import rungs, to_stop
 from lrkit.vectorized import fit_many
 
@@ -76,7 +81,37 @@ def test_prune_rule_keeps_the_lr_just_above_the_leader_and_stops_diverged() -> N
     assert 10.0 in stop  # diverged
     assert 0.1 in errors and 0.1 not in stop  # the next LR above the leader (short horizon)
     assert 1.0 in stop
-    assert rungs(9) == (3, 6) and rungs(1) == () and rungs(2) == (1,)
+
+
+def test_prune_rule_keeps_the_lr_just_below_the_leader_outside_the_better_half() -> None:
+    # leader 0.1; better half (3 of 6): 0.1, 1.0, 3.0; 0.01 is behind but next below the
+    # leader, where overfitting tasks find their winner at the end of the budget
+    errors = {0.001: 0.9, 0.01: 0.8, 0.1: 0.2, 1.0: 0.3, 3.0: 0.4, 10.0: 0.5}
+    assert to_stop(errors) == {0.001, 10.0}
+
+
+def test_rungs_are_a_quarter_and_half_of_the_budget() -> None:
+    assert rungs(9) == (2, 4) and rungs(4) == (1, 2) and rungs(3) == (1,)
+    assert rungs(2) == (1,) and rungs(1) == ()
+
+
+def test_range_test_is_three_runs_only_when_they_cost_at_most_half_a_run() -> None:
+    assert range_test_size(10_000, None, None) == 3
+    assert range_test_size(600, None, None) == 3  # 3 x 100 steps = half of 600
+    assert range_test_size(599, None, None) == 1
+    assert range_test_size(120, None, 20) == 3  # 3 x 20 steps = half of 120
+    assert range_test_size(100, 2, None) == 2  # what the user set is kept
+
+
+def test_tune_sizes_its_range_test_to_the_budget_and_widens_a_single_runs_interval() -> None:
+    short = _tune(finder_runs=None, epochs=1, k=2)  # 4 steps a run: one 20-step range test
+    assert short.finder.runs == 1
+    assert short.cost == pytest.approx(20 / 4 + sum(c.stopped_at for c in short.candidates))
+    long = _tune(finder_runs=None, epochs=30, k=2)  # 120 steps a run: three fit in half
+    assert long.finder.runs == 3
+    one = candidate_interval(short.finder, "constant", "sgd")
+    assert "one run" in one.reason
+    assert one.decades >= 2 * (BASE_HALF_WIDTH + UNMEASURED_SPREAD) - 1e-9
 
 
 def test_pruning_stops_a_diverged_member_and_saves_compute() -> None:

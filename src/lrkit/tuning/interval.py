@@ -7,9 +7,17 @@ suggestion × 10^(±w) with
 
     w = 0.5 + spread + 0.25 × (number of caveats)     (decades, at most 1.5)
 
-where ``spread`` is the max - min of the runs' log10 suggestions. Without a suggestion the
-interval falls back to a wide one (2.5 decades below the LR where the test diverged, or
-three decades by optimizer family), and says so.
+where ``spread`` is the max - min of the runs' log10 suggestions (a single run cannot measure
+it: ``UNMEASURED_SPREAD`` stands in). Without a suggestion the interval falls back to a wide
+one (2.5 decades below the LR where the test diverged, or three decades by optimizer family),
+and says so.
+
+The range test itself is sized to the budget (:func:`range_test_size`): three runs when
+they cost at most ``FINDER_SHARE`` of one full-budget run, else one. On a long budget that
+changes nothing; on the suite's few-epoch budgets (40-200 steps a run) three 100-step runs
+cost 1.5-7 runs, more than the candidates. Shortening the run instead (one run of half the
+budget, at least 50 steps) was measured and dropped: its suggestions moved decades off on
+tiny data and on the ViT (``benchmarks/bench_tune.py``, docs/tune.md).
 """
 
 from __future__ import annotations
@@ -21,12 +29,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lrkit.finder import FinderResult
 
-__all__ = ["BASE_HALF_WIDTH", "Interval", "candidate_interval", "log_points"]
+__all__ = ["BASE_HALF_WIDTH", "Interval", "candidate_interval", "log_points", "range_test_size"]
 
 BASE_HALF_WIDTH = 0.5
 """Half-width in decades when the finder is sure (no spread, no caveat)."""
 CAVEAT_WIDTH = 0.25
 """Decades added per caveat of the range test."""
+UNMEASURED_SPREAD = 0.5
+"""Decades that stand in for the spread when the range test ran once."""
+FINDER_RUNS = 3
+FINDER_STEPS = 100
+FINDER_SHARE = 0.5
+"""The most of one full-budget run that tune's three range-test runs may cost."""
 MAX_HALF_WIDTH = 1.5
 FALLBACK = {"sgd": (1e-3, 1.0)}
 """Three decades by optimizer family when the range test gives nothing to centre on."""
@@ -59,10 +73,20 @@ def log_points(lo: float, hi: float, k: int) -> list[float]:
     return [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
 
 
+def range_test_size(budget_steps: int, runs: int | None, num_steps: int | None) -> int:
+    """The number of range-test runs for a budget of ``budget_steps`` optimizer steps a run:
+    ``runs`` when set, else three when they cost at most ``FINDER_SHARE`` of a run, else one
+    (``num_steps``: each run's length, 100 when ``None``)."""
+    if runs is not None:
+        return runs
+    steps = num_steps if num_steps is not None else FINDER_STEPS
+    return FINDER_RUNS if FINDER_RUNS * steps <= FINDER_SHARE * budget_steps else 1
+
+
 def candidate_interval(result: FinderResult, schedule: str, optimizer: str) -> Interval:
     """The interval of LRs to train for ``schedule`` (its peak LR), from a range test."""
     center = result.suggestion_for(SCHEDULE_OF[schedule])
-    spread = result.spread.get(result.method, 0.0) if result.runs > 1 else 0.0
+    spread = result.spread.get(result.method, 0.0) if result.runs > 1 else UNMEASURED_SPREAD
     caveats = tuple(result.caveats)
     if center is None or not math.isfinite(center) or center <= 0:
         why = result.notes.get(result.method, "no suggestion")
@@ -80,7 +104,9 @@ def candidate_interval(result: FinderResult, schedule: str, optimizer: str) -> I
         spread = 0.0
     half = min(MAX_HALF_WIDTH, BASE_HALF_WIDTH + spread + CAVEAT_WIDTH * len(caveats))
     parts = [f"±{half:.2g} decades around the suggestion {center:.3g} ({schedule})"]
-    if spread > 0:
+    if result.runs == 1:
+        parts.append(f"one run: spread taken as {UNMEASURED_SPREAD} decades")
+    elif spread > 0:
         parts.append(f"spread {spread:.2g} decades over {result.runs} runs")
     if caveats:
         parts.append(f"{len(caveats)} caveat(s)")

@@ -22,7 +22,8 @@ from lrkit.sweeps.spec import SweepSpec
 from lrkit.sweeps.store import Store
 from lrkit.tasks import Task, get_task
 from lrkit.train import METRICS
-from lrkit.tuning.interval import SCHEDULE_OF, candidate_interval, log_points
+from lrkit.tuning.interval import SCHEDULE_OF, candidate_interval, log_points, range_test_size
+from lrkit.tuning.prune import RULE
 from lrkit.tuning.result import TuneResult
 from lrkit.tuning.training import (
     _batched_problem,
@@ -152,7 +153,7 @@ def tune(
     executor: str = "auto",
     store: str | Path | None = None,
     metric: str | None = None,
-    finder_runs: int = 3,
+    finder_runs: int | None = None,
     finder_kwargs: Mapping[str, Any] | None = None,
     workers: int | None = None,
     address: str | None = None,
@@ -164,7 +165,9 @@ def tune(
        gives a suggestion for ``schedule`` and its spread; the candidate interval is the
        suggestion × 10^(±w) decades, w = 0.5 + spread + 0.25 per caveat (at most 1.5), or a
        wide fallback when there is no suggestion (said in ``caveats``;
-       :mod:`lrkit.tuning.interval`).
+       :mod:`lrkit.tuning.interval`). ``finder_runs=None`` (the default): three runs when
+       they cost at most half a full-budget run, else one (whose spread is taken as half a
+       decade).
     2. ``k`` LRs log-spaced in it, × ``seeds``, are trained for ``epochs`` with
        ``schedule`` (``constant``, ``one_cycle``, ``cosine``, ``warmup_cosine``: the protocol
        you will train with, the LR being its peak). ``executor``: ``"vectorized"`` (one
@@ -172,7 +175,7 @@ def tune(
        ``"serial"`` (one after another), ``"processes"``/``"ray"`` (the sweep executors; a
        task name only, no pruning) or ``"auto"``: vectorized when the model batches, else
        serial, with the reason in ``caveats``.
-    3. With ``prune``, candidates that diverge or fall clearly behind at 1/3 and 2/3 of the
+    3. With ``prune``, candidates that diverge or fall clearly behind at 1/4 and 1/2 of the
        budget stop there (:mod:`lrkit.tuning.prune`), and their compute is saved.
     4. ``rounds=2`` trains a second, finer set around round 1's best (or beyond it when the
        best is at the edge of the interval).
@@ -232,7 +235,8 @@ def tune(
                 "in the Task (Task(optimizer_kwargs=...)), or use executor='vectorized', "
                 "'serial' or 'auto'"
             )
-    _check_int("finder_runs", finder_runs, 1, "3 (the default) measures the spread")
+    if finder_runs is not None:
+        _check_int("finder_runs", finder_runs, 1, "3 measures the spread; None sizes it")
     finder_options = dict(finder_kwargs or {})
     reserved = {"runs", "seed", "for_schedule", "progress", "step_fn"} & set(finder_options)
     if reserved:
@@ -250,6 +254,10 @@ def tune(
                              "use executor='serial' or 'auto'")  # fmt: skip
     state.db = Store(store) if store is not None else None
 
+    length = len(problem.loader(seeds[0]))  # type: ignore[arg-type]
+    given = finder_options.get("num_steps")  # a bad one is find_lr's to refuse, by name
+    own = given if isinstance(given, int) and not isinstance(given, bool) else None
+    finder_runs = range_test_size(epochs * length, finder_runs, own)
     rng = LoaderRng([problem.shared, problem.val_loader])
     try:
         finder = _range_test(problem, schedule, seeds[0], finder_runs, finder_options, progress)
@@ -259,7 +267,6 @@ def tune(
     caveats = [f"range test: {c}" for c in finder.caveats]
     if interval.center is None:
         caveats.append(f"candidate interval: {interval.reason}")
-    length = len(problem.loader(seeds[0]))  # type: ignore[arg-type]
     state.cost = finder.runs * len(finder.lrs) / (epochs * length)
 
     lrs = log_points(interval.lo, interval.hi, k)
@@ -356,7 +363,8 @@ def _identity(state: _Round) -> str:
     factories of one name do not share stored runs)."""
     problem = state.problem
     shapes = state.layout[2]
-    blob = json.dumps([sorted(problem.options.items()), problem.metric, state.prune, shapes],
+    rule = RULE if state.prune else None
+    blob = json.dumps([sorted(problem.options.items()), problem.metric, rule, shapes],
                       sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha1(blob.encode()).hexdigest()[:6]
 
