@@ -78,16 +78,31 @@ def optuna_run(name: str, protocol: str, seed: int, n: int, lo: float, hi: float
     return lr, -float(study.best_value), time.perf_counter() - started
 
 
-def run_one(name: str, protocol: str, seed: int, ks: list[int],
-            suggest_rows: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+TUNES: dict[str, dict[str, Any]] = {
+    "tune K=3": {"k": 3},
+    "tune K=5": {"k": 5},
+    "tune K=7": {"k": 7},
+    "tune K=5 no-prune": {"k": 5, "prune": False},
+    "tune K=5 finder_runs=3": {"k": 5, "finder_runs": 3},
+    "tune K=5 finder_runs=1": {"k": 5, "finder_runs": 1},
+}
+"""The ``lrkit.tune`` settings measured (defaults otherwise)."""
+OPTUNA = "optuna TPE (= tune K=5 runs)"
+
+
+def run_one(name: str, protocol: str, seed: int, methods: list[str],
+            suggest_rows: list[dict[str, Any]],
+            rows: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Fill ``rows`` (one cell's cached results) with the ``methods`` it lacks."""
     task = TASKS[name]()
     grid = grid_of(task.optimizer)
     floors = {s: untrained(task, s) for s in SEEDS}
     floor = floors[seed]
     oracle = load_oracle(name, task.metric, task.optimizer, grid, floors, grid_only=True)
     curve = oracle.curves[protocol, seed]
-    best_lr = float(10 ** curve[0][int(curve[1].argmax())])
-    rows: dict[str, Any] = {"grid (9)": {"regret": 0.0, "cost": float(len(grid))}}
+    rows["oracle"] = {"best_lr": float(10 ** curve[0][int(curve[1].argmax())]),
+                      "epochs": task.epochs}  # fmt: skip
+    rows["grid (9)"] = {"regret": 0.0, "cost": float(len(grid))}
     for r in suggest_rows:
         if (r["task"], r["protocol"], r["seed"]) == (name, protocol, seed):
             if r["rule"] == DEFAULT:
@@ -96,29 +111,26 @@ def run_one(name: str, protocol: str, seed: int, ks: list[int],
                                         "lr": r["lr"]}  # fmt: skip
             elif r["rule"] == PRODIGY:
                 rows["Prodigy (default)"] = {"regret": r["regret"], "cost": 1.0}
-    for k in ks:
-        for prune in (True, False) if k == 5 else (True,):
-            t0 = time.perf_counter()
-            res = lrkit.tune(task, schedule=protocol, seeds=(seed,), k=k, prune=prune,
-                             progress=False)  # fmt: skip
-            wall = time.perf_counter() - t0
-            value = res.mean_metric(res.lr) if res.lr is not None else None
-            regret = oracle.regret_of(protocol, seed, math.nan if value is None else value,
-                                      floor)  # fmt: skip
-            rows[f"tune K={k}{'' if prune else ' no-prune'}"] = {
-                "regret": regret, "cost": res.cost, "wall_s": wall, "lr": res.lr,
-                "interval": list(res.interval),
-                "candidates": [{"lr": c.lr, "metric": c.metric, "stopped_at": c.stopped_at,
-                                "pruned": c.pruned, "diverged": c.diverged}
-                               for c in res.candidates],
-            }  # fmt: skip
-            print(f"  {name} {protocol} s{seed} K={k} prune={prune}: regret {regret:.2f}% "
-                  f"cost {res.cost:.2f} wall {wall:.0f}s", flush=True)  # fmt: skip
-    n = math.ceil(rows["tune K=5"]["cost"])
-    lr, regret, wall = optuna_run(name, protocol, seed, n, grid[0], grid[-1], oracle, floor)
-    rows["optuna TPE (= tune K=5 runs)"] = {"regret": regret, "cost": float(n), "wall_s": wall,
-                                            "lr": lr}  # fmt: skip
-    rows["oracle"] = {"best_lr": best_lr, "epochs": task.epochs}
+    for method in (m for m in methods if m in TUNES and m not in rows):
+        t0 = time.perf_counter()
+        res = lrkit.tune(task, schedule=protocol, seeds=(seed,), progress=False,
+                         **TUNES[method])  # fmt: skip
+        wall = time.perf_counter() - t0
+        value = res.mean_metric(res.lr) if res.lr is not None else None
+        regret = oracle.regret_of(protocol, seed, math.nan if value is None else value, floor)
+        rows[method] = {
+            "regret": regret, "cost": res.cost, "wall_s": wall, "lr": res.lr,
+            "interval": list(res.interval), "finder_runs": res.finder.runs,
+            "candidates": [{"lr": c.lr, "metric": c.metric, "stopped_at": c.stopped_at,
+                            "pruned": c.pruned, "diverged": c.diverged}
+                           for c in res.candidates],
+        }  # fmt: skip
+        print(f"  {name} {protocol} s{seed} {method}: regret {regret:.2f}% cost {res.cost:.2f} "
+              f"wall {wall:.0f}s", flush=True)  # fmt: skip
+    if OPTUNA in methods and OPTUNA not in rows and "tune K=5" in rows:
+        n = math.ceil(rows["tune K=5"]["cost"])
+        lr, regret, wall = optuna_run(name, protocol, seed, n, grid[0], grid[-1], oracle, floor)
+        rows[OPTUNA] = {"regret": regret, "cost": float(n), "wall_s": wall, "lr": lr}
     return rows
 
 
@@ -126,8 +138,7 @@ def table(paths: list[Path]) -> str:
     cache: dict[str, Any] = {}
     for p in paths:
         cache.update(json.loads(p.read_text()))
-    methods = ["finder alone", "tune K=3", "tune K=5", "tune K=7", "tune K=5 no-prune",
-               "optuna TPE (= tune K=5 runs)", "Prodigy (default)", "grid (9)"]  # fmt: skip
+    methods = ["finder alone", *TUNES, OPTUNA, "Prodigy (default)", "grid (9)"]
     protocols = sorted({k.split("|")[1] for k in cache})
     out = [f"{len(cache)} (task, protocol, seed) cells: "
            f"{len({k.split('|')[0] for k in cache})} tasks × {protocols} × "
@@ -143,7 +154,7 @@ def table(paths: list[Path]) -> str:
                                     floors, grid_only=True)  # fmt: skip
     for key, v in cache.items():  # the picked LR read off the grid oracle, as the suite does
         name, protocol, seed = key.split("|")
-        for m in methods[1:6]:
+        for m in [*TUNES, OPTUNA]:
             if m in v:
                 v[m]["interp"] = oracles[name].regret(protocol, int(seed), v[m]["lr"])
     points = []
@@ -171,23 +182,26 @@ def table(paths: list[Path]) -> str:
             if protocol == "all":
                 points.append((m, cost, statistics.median(regrets), max(regrets)))
     # pruning: same candidates with and without it
-    dropped_winner, saved, same = 0, [], 0
-    inside = {f"tune K={k}": 0 for k in (3, 5, 7)}
-    for v in cache.values():
-        p, f = v["tune K=5"], v["tune K=5 no-prune"]
-        same += p["lr"] == f["lr"]
-        pruned = {c["lr"] for c in p["candidates"] if c["pruned"]}
-        dropped_winner += f["lr"] in pruned
-        saved.append(f["cost"] - p["cost"])
-        for m in inside:
-            lo, hi = v[m]["interval"]
-            inside[m] += lo * 0.999 <= v["oracle"]["best_lr"] <= hi * 1.001
-    n = len(cache)
-    out += ["", f"Pruning (K=5, same candidates): same pick in {same}/{n} cells; the "
-            f"no-prune winner was pruned in {dropped_winner}/{n}; compute saved "
+    both = [v for v in cache.values() if "tune K=5" in v and "tune K=5 no-prune" in v]
+    if both:
+        same = sum(v["tune K=5"]["lr"] == v["tune K=5 no-prune"]["lr"] for v in both)
+        dropped = sum(v["tune K=5 no-prune"]["lr"] in {c["lr"] for c in v["tune K=5"]["candidates"]
+                                                       if c["pruned"]} for v in both)  # fmt: skip
+        saved = [v["tune K=5 no-prune"]["cost"] - v["tune K=5"]["cost"] for v in both]
+        out += [
+            "",
+            f"Pruning (K=5, same candidates): same pick in {same}/{len(both)} cells; "
+            f"the no-prune winner was pruned in {dropped}/{len(both)}; compute saved "
             f"{statistics.fmean(saved):.2f} runs on average (max {max(saved):.2f}).",
-            "Interval contains the oracle's best grid LR: "
-            + ", ".join(f"{m}: {c}/{n}" for m, c in inside.items())]  # fmt: skip
+        ]
+    inside = []
+    for m in TUNES:
+        cells = [v for v in cache.values() if m in v]
+        if cells:
+            hit = sum(v[m]["interval"][0] * 0.999 <= v["oracle"]["best_lr"]
+                      <= v[m]["interval"][1] * 1.001 for v in cells)  # fmt: skip
+            inside.append(f"{m}: {hit}/{len(cells)}")
+    out.append("Interval contains the oracle's best grid LR: " + ", ".join(inside))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,7 +226,8 @@ def main() -> None:
                         "finetune-lenet,digits-resnet-bn,digits-vit")  # fmt: skip
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--protocols", default="constant,one_cycle")
-    parser.add_argument("--ks", default="3,5,7")
+    parser.add_argument("--methods", default=",".join([*TUNES, OPTUNA]),
+                        help="which of: " + ", ".join([*TUNES, OPTUNA]))  # fmt: skip
     parser.add_argument("--table", action="store_true", help="only merge caches and report")
     args = parser.parse_args()
     if not args.table:
@@ -221,14 +236,18 @@ def main() -> None:
         out = RESULTS / f"tune-s{args.seeds.replace(',', '-')}.json"
         cache: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
         rows = json.loads((RESULTS / "suggest.json").read_text())["rows"]
-        ks = [int(x) for x in args.ks.split(",")]
-        for name in args.tasks.split(","):
+        methods = args.methods.split(",")
+        unknown = set(methods) - {*TUNES, OPTUNA}
+        if unknown:
+            parser.error(f"unknown methods {sorted(unknown)}")
+        tasks = json.loads((RESULTS / "suggest.json").read_text())["tasks"]
+        for name in tasks if args.tasks == "all" else args.tasks.split(","):
             for protocol in args.protocols.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     key = f"{name}|{protocol}|{seed}"
-                    if key not in cache:
-                        cache[key] = run_one(name, protocol, seed, ks, rows)
-                        out.write_text(json.dumps(cache, indent=1))
+                    cache[key] = run_one(name, protocol, seed, methods, rows,
+                                         cache.get(key, {}))  # fmt: skip
+                    out.write_text(json.dumps(cache, indent=1))
     text = table(sorted(RESULTS.glob("tune-s*.json")))
     print(text)
     (RESULTS / "tune.md").write_text(text + "\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -17,6 +17,7 @@ from lrkit.tuning.interval import (
     BASE_HALF_WIDTH,
     UNMEASURED_SPREAD,
     candidate_interval,
+    doubtful,
     range_test_size,
 )
 from lrkit.tuning.prune import rungs, to_stop
@@ -112,6 +113,37 @@ def test_tune_sizes_its_range_test_to_the_budget_and_widens_a_single_runs_interv
     one = candidate_interval(short.finder, "constant", "sgd")
     assert "one run" in one.reason
     assert one.decades >= 2 * (BASE_HALF_WIDTH + UNMEASURED_SPREAD) - 1e-9
+
+
+def test_a_doubtful_single_range_test_is_repeated_with_three_runs_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lrkit.tuning.search as search
+
+    monkeypatch.setattr(search, "doubtful", lambda result, schedule: True)
+    res = _tune(finder_runs=None, epochs=1, k=2)
+    assert res.finder.runs == 3
+    assert any("repeated with 3 runs" in c for c in res.caveats)
+    candidates = sum(c.stopped_at for c in res.candidates)
+    assert res.cost == pytest.approx((1 + 3) * 20 / 4 + candidates)
+    given = _tune(finder_runs=1, epochs=1, k=2)  # what the user set is not repeated
+    assert given.finder.runs == 1
+
+
+def test_doubtful_means_no_suggestion_or_two_caveats() -> None:
+    class Reading:  # what doubtful reads of a FinderResult
+        def __init__(self, lr: float | None, caveats: list[str]) -> None:
+            self.lr, self.caveats = lr, caveats
+
+        def suggestion_for(self, schedule: str) -> float | None:
+            return self.lr
+
+    def doubt(lr: float | None, caveats: list[str]) -> bool:
+        return doubtful(cast(Any, Reading(lr, caveats)), "constant")
+
+    assert not doubt(0.01, []) and not doubt(0.01, ["tiny data"])
+    assert doubt(0.01, ["tiny data", "estimates disagree"])
+    assert doubt(None, [])
 
 
 def test_pruning_stops_a_diverged_member_and_saves_compute() -> None:

@@ -13,11 +13,13 @@ one (2.5 decades below the LR where the test diverged, or three decades by optim
 and says so.
 
 The range test itself is sized to the budget (:func:`range_test_size`): three runs when
-they cost at most ``FINDER_SHARE`` of one full-budget run, else one. On a long budget that
-changes nothing; on the suite's few-epoch budgets (40-200 steps a run) three 100-step runs
-cost 1.5-7 runs, more than the candidates. Shortening the run instead (one run of half the
-budget, at least 50 steps) was measured and dropped: its suggestions moved decades off on
-tiny data and on the ViT (``benchmarks/bench_tune.py``, docs/tune.md).
+they cost at most ``FINDER_SHARE`` of one full-budget run, else one — repeated with three
+when its reading is doubtful (:func:`doubtful`: no suggestion, or ``DOUBT_CAVEATS``
+caveats). On a long budget that changes nothing; on the suite's few-epoch budgets (40-200
+steps a run) three 100-step runs cost 1.5-7 runs, more than the candidates. Shortening the
+run instead (one run of half the budget, at least 50 steps) was measured and dropped: its
+suggestions moved decades off on tiny data and on the ViT (``benchmarks/bench_tune.py``,
+docs/tune.md).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lrkit.finder import FinderResult
 
-__all__ = ["BASE_HALF_WIDTH", "Interval", "candidate_interval", "log_points", "range_test_size"]
+__all__ = ["BASE_HALF_WIDTH", "Interval", "candidate_interval", "doubtful", "log_points",
+           "range_test_size"]  # fmt: skip
 
 BASE_HALF_WIDTH = 0.5
 """Half-width in decades when the finder is sure (no spread, no caveat)."""
@@ -41,6 +44,11 @@ FINDER_RUNS = 3
 FINDER_STEPS = 100
 FINDER_SHARE = 0.5
 """The most of one full-budget run that tune's three range-test runs may cost."""
+DOUBT_CAVEATS = 2
+"""Caveats on a single range test that make tune repeat it with three runs. One caveat is
+common on small data (the test passes over it many times); on the suite a single run read
+decades off only with two (linnerud-mlp: a noise minimum set aside + tiny data), and three
+runs' median fixed it (``benchmarks/bench_tune.py``)."""
 MAX_HALF_WIDTH = 1.5
 FALLBACK = {"sgd": (1e-3, 1.0)}
 """Three decades by optimizer family when the range test gives nothing to centre on."""
@@ -81,6 +89,12 @@ def range_test_size(budget_steps: int, runs: int | None, num_steps: int | None) 
         return runs
     steps = num_steps if num_steps is not None else FINDER_STEPS
     return FINDER_RUNS if FINDER_RUNS * steps <= FINDER_SHARE * budget_steps else 1
+
+
+def doubtful(result: FinderResult, schedule: str) -> bool:
+    """Whether a range test's reading is too unsure to centre the candidates on alone."""
+    center = result.suggestion_for(SCHEDULE_OF[schedule])
+    return center is None or len(result.caveats) >= DOUBT_CAVEATS
 
 
 def candidate_interval(result: FinderResult, schedule: str, optimizer: str) -> Interval:

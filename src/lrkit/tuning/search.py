@@ -22,7 +22,14 @@ from lrkit.sweeps.spec import SweepSpec
 from lrkit.sweeps.store import Store
 from lrkit.tasks import Task, get_task
 from lrkit.train import METRICS
-from lrkit.tuning.interval import SCHEDULE_OF, candidate_interval, log_points, range_test_size
+from lrkit.tuning.interval import (
+    FINDER_RUNS,
+    SCHEDULE_OF,
+    candidate_interval,
+    doubtful,
+    log_points,
+    range_test_size,
+)
 from lrkit.tuning.prune import RULE
 from lrkit.tuning.result import TuneResult
 from lrkit.tuning.training import (
@@ -167,7 +174,7 @@ def tune(
        wide fallback when there is no suggestion (said in ``caveats``;
        :mod:`lrkit.tuning.interval`). ``finder_runs=None`` (the default): three runs when
        they cost at most half a full-budget run, else one (whose spread is taken as half a
-       decade).
+       decade), repeated with three when it is doubtful (no suggestion, or two caveats).
     2. ``k`` LRs log-spaced in it, × ``seeds``, are trained for ``epochs`` with
        ``schedule`` (``constant``, ``one_cycle``, ``cosine``, ``warmup_cosine``: the protocol
        you will train with, the LR being its peak). ``executor``: ``"vectorized"`` (one
@@ -257,17 +264,29 @@ def tune(
     length = len(problem.loader(seeds[0]))  # type: ignore[arg-type]
     given = finder_options.get("num_steps")  # a bad one is find_lr's to refuse, by name
     own = given if isinstance(given, int) and not isinstance(given, bool) else None
+    sized = finder_runs is None
     finder_runs = range_test_size(epochs * length, finder_runs, own)
     rng = LoaderRng([problem.shared, problem.val_loader])
+    caveats: list[str] = []
     try:
         finder = _range_test(problem, schedule, seeds[0], finder_runs, finder_options, progress)
+        steps = finder.runs * len(finder.lrs)
+        if sized and finder.runs == 1 and doubtful(finder, schedule):
+            caveats.append(
+                f"one range-test run was doubtful ({len(finder.caveats)} caveat(s)"
+                f"{'' if finder.suggestion_for(SCHEDULE_OF[schedule]) else ', no suggestion'}"
+                f"); repeated with {FINDER_RUNS} runs, the interval is theirs"
+            )
+            finder = _range_test(problem, schedule, seeds[0], FINDER_RUNS, finder_options,
+                                 progress)  # fmt: skip
+            steps += finder.runs * len(finder.lrs)
     finally:
         rng.restore()
     interval = candidate_interval(finder, schedule, problem.optimizer)
-    caveats = [f"range test: {c}" for c in finder.caveats]
+    caveats += [f"range test: {c}" for c in finder.caveats]
     if interval.center is None:
         caveats.append(f"candidate interval: {interval.reason}")
-    state.cost = finder.runs * len(finder.lrs) / (epochs * length)
+    state.cost = steps / (epochs * length)
 
     lrs = log_points(interval.lo, interval.hi, k)
     sweeps: list[str] = []
