@@ -91,6 +91,21 @@ class Oracle:
         achieved = floor if lr is None else float(np.interp(math.log10(lr), logx, y))
         return 100 * (best - achieved) / ((best - floor) or 1.0)
 
+    def other_seeds_best(self, protocol: str, seed: int) -> float | None:
+        """The LR with the best mean over the other seeds (among the LRs all of them ran):
+        the best any method can pick without seeing ``seed``'s own runs. Its regret on
+        ``seed`` is the suite's noise floor."""
+        others = [s for p, s in self.curves if p == protocol and s != seed]
+        if not others:
+            return None
+        tables = [dict(zip(np.round(self.curves[protocol, s][0], 9),
+                           self.curves[protocol, s][1], strict=True)) for s in others]  # fmt: skip
+        common = sorted(set.intersection(*(set(t) for t in tables)))
+        if not common:
+            return None
+        best = max(common, key=lambda x: statistics.fmean(float(t[x]) for t in tables))
+        return float(10**best)
+
     def regret_of(self, protocol: str, seed: int, value: float, floor: float) -> float:
         """The regret of a run that reached ``value`` (a peer trained its own way)."""
         _, _, best, signed_floor = self.curves[protocol, seed]

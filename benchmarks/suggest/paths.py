@@ -8,3 +8,6 @@ RESULTS = Path("benchmarks/results")
 SEEDS = tuple(range(4))
 PROTOCOLS = ("constant", "one_cycle", "warmup_cosine")
 HIGHER_IS_BETTER = {"accuracy"}
+NOISE_FLOOR = "grid, best LR of the other seeds (noise floor)"
+"""Not a method: the grid LR best on the other seeds' full runs, scored on this seed — the
+least regret any LR chosen before seeing this seed's runs can expect (seed-to-seed noise)."""

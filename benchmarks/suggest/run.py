@@ -50,7 +50,7 @@ from benchmarks.suggest.fit import (
     fit_thresholds,
     load_oracle,
 )
-from benchmarks.suggest.paths import PROTOCOLS, RESULTS, SEEDS
+from benchmarks.suggest.paths import NOISE_FLOOR, PROTOCOLS, RESULTS, SEEDS
 from benchmarks.suggest.tasks import DEFAULT_LR, GRIDS, SUITE, TASKS, TRANSFORMERS
 
 from lrkit.finder.result import FinderResult
@@ -150,6 +150,10 @@ def score(suite: Suite) -> dict[str, Any]:
                     rows.append({"task": name, "protocol": protocol, "seed": seed, "rule": rule,
                                  "lr": lr, "how": "trained" if exact else "oracle interpolation",
                                  "regret": oracle.regret(protocol, seed, lr)})  # fmt: skip
+                floor_lr = suite.grid_oracles[name].other_seeds_best(protocol, seed)
+                rows.append({"task": name, "protocol": protocol, "seed": seed,
+                             "rule": NOISE_FLOOR, "lr": floor_lr, "how": "trained",
+                             "regret": oracle.regret(protocol, seed, floor_lr)})  # fmt: skip
                 for peer, runs in t["peers"].items():
                     if seed in runs:
                         rows.append({"task": name, "protocol": protocol, "seed": seed,
