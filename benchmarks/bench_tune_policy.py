@@ -59,7 +59,7 @@ def _top(k: int) -> Keep:
 Q, H, T = (1 / 4, 1 / 2), (1 / 2,), (1 / 3, 2 / 3)
 RULES: dict[str, Rule] = {
     "none": ((), _half, None, 0),
-    "1/3,2/3 half+5%+above (lrkit 0.2.0)": (T, _half, 0.05, 1),
+    "1/3,2/3 half+5%+above (the rule before)": (T, _half, 0.05, 1),
     "1/3,2/3 half+above": (T, _half, None, 1),
     "1/3,2/3 half": (T, _half, None, 0),
     "1/3,2/3 third+above": (T, _third, None, 1),
