@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lrkit-installed
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-suggest setup clean browser docs wheel-smoke
+.PHONY: demo test lint format bench bench-suggest bench-tune setup clean browser docs wheel-smoke
 
 setup: $(STAMP)
 
@@ -69,6 +69,18 @@ bench-suggest: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	nice -n 19 $(PY) -m benchmarks.suggest.run
 	$(PY) -m benchmarks.suggest.fit
+
+# lrkit.tune on the whole suite (after bench-suggest: its oracle scores every method), two
+# processes (one per seed), then the pruning replay, the cost at longer budgets and the
+# table: benchmarks/results/tune{,_policy,_cost}.md and tune.png. About 40 min of 2 cores.
+TUNE_RUN = nice -n 19 $(PY) -m benchmarks.bench_tune --tasks all \
+	--protocols constant,one_cycle,warmup_cosine
+bench-tune: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(TUNE_RUN) --seeds 0 & pid=$$!; $(TUNE_RUN) --seeds 1 && wait $$pid
+	$(PY) -m benchmarks.bench_tune_policy
+	nice -n 19 $(PY) -m benchmarks.bench_tune_cost
+	$(PY) -m benchmarks.bench_tune --table
 
 clean:
 	rm -rf $(VENV) lrkit-demo lrkit-out site build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

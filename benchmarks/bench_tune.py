@@ -1,7 +1,12 @@
 """Regret and cost of ``lrkit.tune`` against the full grid, Optuna TPE, Prodigy and the finder.
 
-    nice -n 19 .venv/bin/python -m benchmarks.bench_tune --seeds 0,1 \\
-        --tasks linnerud-mlp,digits-gru,digits-mlp-adam,finetune-lenet,digits-resnet-bn,digits-vit
+    nice -n 19 .venv/bin/python -m benchmarks.bench_tune --tasks all --seeds 0 \\
+        --protocols constant,one_cycle,warmup_cosine      # and --seeds 1 in parallel
+    .venv/bin/python -m benchmarks.bench_tune --table     # merge, table, plot
+
+``--methods`` picks which of ``TUNES`` (tune settings) and Optuna run; a cell's cached
+results are kept, and only the methods it lacks, or ran under another pruning rule
+(``lrkit.tuning.prune.RULE``), are trained; Optuna reruns when tune K=5's run count moved.
 
 Scored against the suggestion suite's oracle (``benchmarks.suggest``: run it first; its store
 is only read here, never trained into). Regret is the suite's: (that seed's best grid metric −
@@ -43,6 +48,7 @@ from benchmarks.suggest.tasks import TASKS
 
 import lrkit
 from lrkit.sweeps import Store
+from lrkit.tuning.prune import RULE
 
 PRODIGY = "Prodigy (constant, lr=1)"
 OPTUNA_STORE = RESULTS / "tune"
@@ -111,7 +117,7 @@ def run_one(name: str, protocol: str, seed: int, methods: list[str],
                                         "lr": r["lr"]}  # fmt: skip
             elif r["rule"] == PRODIGY:
                 rows["Prodigy (default)"] = {"regret": r["regret"], "cost": 1.0}
-    for method in (m for m in methods if m in TUNES and m not in rows):
+    for method in (m for m in methods if m in TUNES and rows.get(m, {}).get("rule") != RULE):
         t0 = time.perf_counter()
         res = lrkit.tune(task, schedule=protocol, seeds=(seed,), progress=False,
                          **TUNES[method])  # fmt: skip
@@ -119,7 +125,7 @@ def run_one(name: str, protocol: str, seed: int, methods: list[str],
         value = res.mean_metric(res.lr) if res.lr is not None else None
         regret = oracle.regret_of(protocol, seed, math.nan if value is None else value, floor)
         rows[method] = {
-            "regret": regret, "cost": res.cost, "wall_s": wall, "lr": res.lr,
+            "regret": regret, "cost": res.cost, "wall_s": wall, "lr": res.lr, "rule": RULE,
             "interval": list(res.interval), "finder_runs": res.finder.runs,
             "candidates": [{"lr": c.lr, "metric": c.metric, "stopped_at": c.stopped_at,
                             "pruned": c.pruned, "diverged": c.diverged}
@@ -127,10 +133,12 @@ def run_one(name: str, protocol: str, seed: int, methods: list[str],
         }  # fmt: skip
         print(f"  {name} {protocol} s{seed} {method}: regret {regret:.2f}% cost {res.cost:.2f} "
               f"wall {wall:.0f}s", flush=True)  # fmt: skip
-    if OPTUNA in methods and OPTUNA not in rows and "tune K=5" in rows:
+    if OPTUNA in methods and "tune K=5" in rows:
         n = math.ceil(rows["tune K=5"]["cost"])
-        lr, regret, wall = optuna_run(name, protocol, seed, n, grid[0], grid[-1], oracle, floor)
-        rows[OPTUNA] = {"regret": regret, "cost": float(n), "wall_s": wall, "lr": lr}
+        if rows.get(OPTUNA, {}).get("n") != n:
+            lr, regret, wall = optuna_run(name, protocol, seed, n, grid[0], grid[-1], oracle,
+                                          floor)  # fmt: skip
+            rows[OPTUNA] = {"regret": regret, "cost": float(n), "wall_s": wall, "lr": lr, "n": n}
     return rows
 
 

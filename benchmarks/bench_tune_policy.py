@@ -145,13 +145,13 @@ def replay(cell: dict[str, Any], k: int, rule: Rule) -> tuple[float, float]:
         middle = min(range(n), key=lambda i: abs(math.log10(cell["lrs"][i]) - log_c))
     first = max(0, min(middle - (k - 1) // 2, n - k))
     candidates = range(first, first + k)
-    ran = {i: epochs for i in candidates}
-    for i in candidates:  # a diverged run stops at the end of the epoch it diverged in
-        bad = next((e for e, x in enumerate(errs[i]) if not math.isfinite(x)), None)
-        if bad is not None:
-            ran[i] = min(epochs, bad + 1)
-    alive = {i for i in candidates if ran[i] == epochs}
+    # a run that diverges stops at the end of that epoch; until then it is ranked like any
+    diverged_at = {i: next((e + 1 for e, x in enumerate(errs[i]) if not math.isfinite(x)),
+                           None) for i in candidates}  # fmt: skip
+    ran = {i: min(epochs, diverged_at[i] or epochs) for i in candidates}
+    alive = set(candidates)
     for rung in sorted({e for e in (int(epochs * f) for f in fractions) if 1 <= e < epochs}):
+        alive = {i for i in alive if diverged_at[i] is None or diverged_at[i] > rung - 1}
         at = {i: errs[i][rung - 1] if len(errs[i]) >= rung else math.inf for i in alive}
         for i in to_stop(at, keep, margin, sides):
             alive.discard(i)

@@ -115,7 +115,7 @@ def test_tune_sizes_its_range_test_to_the_budget_and_widens_a_single_runs_interv
     assert one.decades >= 2 * (BASE_HALF_WIDTH + UNMEASURED_SPREAD) - 1e-9
 
 
-def test_a_doubtful_single_range_test_is_repeated_with_three_runs_and_counted(
+def test_a_doubtful_single_range_test_gets_two_more_runs_equal_to_one_three_run_test(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import lrkit.tuning.search as search
@@ -123,11 +123,43 @@ def test_a_doubtful_single_range_test_is_repeated_with_three_runs_and_counted(
     monkeypatch.setattr(search, "doubtful", lambda result, schedule: True)
     res = _tune(finder_runs=None, epochs=1, k=2)
     assert res.finder.runs == 3
-    assert any("repeated with 3 runs" in c for c in res.caveats)
+    assert any("2 more were run" in c for c in res.caveats)
+    train, _ = _data()
+    model = make(0)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    three = lrkit.find_lr(model, opt, train, nn.CrossEntropyLoss(), runs=3, seed=0,
+                          progress=False, **FAST)  # fmt: skip
+    assert [c.losses for c in res.finder.curves] == [c.losses for c in three.curves]
+    assert res.finder.suggestions == three.suggestions and res.finder.spread == three.spread
     candidates = sum(c.stopped_at for c in res.candidates)
-    assert res.cost == pytest.approx((1 + 3) * 20 / 4 + candidates)
+    assert res.cost == pytest.approx(3 * 20 / 4 + candidates)  # the first run is not redone
     given = _tune(finder_runs=1, epochs=1, k=2)  # what the user set is not repeated
     assert given.finder.runs == 1
+
+
+def test_range_test_cost_counts_each_runs_own_steps_up_to_where_it_stopped() -> None:
+    res = _tune(finder_runs=3, epochs=2, k=2,
+                finder_kwargs={"num_steps": 40, "end_lr": 1e6})  # fmt: skip
+    stops = [c.stop_step for c in res.finder.curves]
+    assert all(s is not None for s in stops)  # every run diverged before its 40 steps
+    ran = sum(s + 1 for s in stops if s is not None)
+    candidates = sum(c.stopped_at for c in res.candidates) / 2
+    assert res.cost == pytest.approx(ran / (2 * 4) + candidates)
+
+
+def test_a_stored_tune_is_read_back_only_under_the_same_pruning_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lrkit.tuning.search as search
+    from lrkit.tuning.training import _Round
+
+    train, val = _data()
+    problem = search._problem(make, train, val, nn.CrossEntropyLoss(), None, None, None, None)
+    pruned, unpruned = (_Round(problem, "constant", 2, (0,), p, None, False) for p in (True, False))
+    before = search._identity(pruned), search._identity(unpruned)
+    monkeypatch.setattr(search, "RULE", "another rule")
+    assert search._identity(pruned) != before[0]
+    assert search._identity(unpruned) == before[1]  # unpruned runs do not depend on it
 
 
 def test_doubtful_means_no_suggestion_or_two_caveats() -> None:

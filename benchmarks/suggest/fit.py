@@ -93,8 +93,8 @@ class Oracle:
 
     def other_seeds_best(self, protocol: str, seed: int) -> float | None:
         """The LR with the best mean over the other seeds (among the LRs all of them ran):
-        the best any method can pick without seeing ``seed``'s own runs. Its regret on
-        ``seed`` is the suite's noise floor."""
+        an oracle pick made without ``seed``'s own runs. Its regret on ``seed`` is the
+        suite's noise-floor reference."""
         others = [s for p, s in self.curves if p == protocol and s != seed]
         if not others:
             return None

@@ -9,5 +9,6 @@ SEEDS = tuple(range(4))
 PROTOCOLS = ("constant", "one_cycle", "warmup_cosine")
 HIGHER_IS_BETTER = {"accuracy"}
 NOISE_FLOOR = "grid, best LR of the other seeds (noise floor)"
-"""Not a method: the grid LR best on the other seeds' full runs, scored on this seed — the
-least regret any LR chosen before seeing this seed's runs can expect (seed-to-seed noise)."""
+"""Not a method: the grid LR best on the other seeds' full runs, scored on this seed — a
+reference for seed-to-seed noise (a rule reading one range test is not expected to beat
+it; a pick off the grid, or a lucky one, can on a given seed)."""

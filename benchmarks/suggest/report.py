@@ -93,7 +93,8 @@ def target(results: dict[str, Any]) -> list[str]:
             f = s[NOISE_FLOOR]
             lines.append(f"  - noise floor (the grid LR best on the other seeds): "
                          f"{_pct(f['median'])} / {_pct(f['worst'])} ({f['worst_task']}) — "
-                         "no LR picked before a seed's own runs can expect less")  # fmt: skip
+                         "an oracle pick from the other seeds' full runs; a one-curve rule is not "
+                         "expected to do better")  # fmt: skip
     return lines
 
 

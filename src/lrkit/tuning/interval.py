@@ -15,11 +15,12 @@ and says so.
 The range test itself is sized to the budget (:func:`range_test_size`): three runs when
 they cost at most ``FINDER_SHARE`` of one full-budget run, else one — repeated with three
 when its reading is doubtful (:func:`doubtful`: no suggestion, or ``DOUBT_CAVEATS``
-caveats). On a long budget that changes nothing; on the suite's few-epoch budgets (40-200
-steps a run) three 100-step runs cost 1.5-7 runs, more than the candidates. Shortening the
-run instead (one run of half the budget, at least 50 steps) was measured and dropped: its
-suggestions moved decades off on tiny data and on the ViT (``benchmarks/bench_tune.py``,
-docs/tune.md).
+caveats; then two more are run, and the interval is the three runs'). On a long budget
+that changes nothing; on the suite's few-epoch budgets (40-200 steps a run) three 100-step
+runs cost 1.5-7.5 runs, more than the candidates. Shortening the run instead (one run of
+half the budget, at least 50 steps) was tried once on six suite tasks and dropped: its
+suggestions moved decades off on tiny data and on the ViT (docs/tune.md; the variant is not
+kept in ``benchmarks/bench_tune.py``).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def range_test_size(budget_steps: int, runs: int | None, num_steps: int | None) 
 def doubtful(result: FinderResult, schedule: str) -> bool:
     """Whether a range test's reading is too unsure to centre the candidates on alone."""
     center = result.suggestion_for(SCHEDULE_OF[schedule])
-    return center is None or len(result.caveats) >= DOUBT_CAVEATS
+    none = center is None or not math.isfinite(center) or center <= 0  # as candidate_interval
+    return none or len(result.caveats) >= DOUBT_CAVEATS
 
 
 def candidate_interval(result: FinderResult, schedule: str, optimizer: str) -> Interval:

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ from lrkit._steps import StepFn
 from lrkit.finder import FinderResult, find_lr
 from lrkit.optimizers import DEFAULTS, OPTIMIZERS
 from lrkit.schedules import for_run
+from lrkit.suggest import METHODS, resolve_method, summarize
 from lrkit.sweeps.spec import SweepSpec
 from lrkit.sweeps.store import Store
 from lrkit.tasks import Task, get_task
 from lrkit.train import METRICS
 from lrkit.tuning.interval import (
     FINDER_RUNS,
+    FINDER_STEPS,
     SCHEDULE_OF,
     candidate_interval,
     doubtful,
@@ -174,7 +177,9 @@ def tune(
        wide fallback when there is no suggestion (said in ``caveats``;
        :mod:`lrkit.tuning.interval`). ``finder_runs=None`` (the default): three runs when
        they cost at most half a full-budget run, else one (whose spread is taken as half a
-       decade), repeated with three when it is doubtful (no suggestion, or two caveats).
+       decade); when that run is doubtful (no suggestion, or two caveats) two more are
+       run and the interval is the three runs'. A single run (``finder_runs=1`` too) widens
+       the interval by ``UNMEASURED_SPREAD``.
     2. ``k`` LRs log-spaced in it, × ``seeds``, are trained for ``epochs`` with
        ``schedule`` (``constant``, ``one_cycle``, ``cosine``, ``warmup_cosine``: the protocol
        you will train with, the LR being its peak). ``executor``: ``"vectorized"`` (one
@@ -264,29 +269,33 @@ def tune(
     length = len(problem.loader(seeds[0]))  # type: ignore[arg-type]
     given = finder_options.get("num_steps")  # a bad one is find_lr's to refuse, by name
     own = given if isinstance(given, int) and not isinstance(given, bool) else None
+    accumulate = finder_options.get("accumulation_steps", 1)
+    accumulate = accumulate if isinstance(accumulate, int) and accumulate >= 1 else 1
     sized = finder_runs is None
-    finder_runs = range_test_size(epochs * length, finder_runs, own)
+    finder_runs = range_test_size(epochs * length, finder_runs,
+                                  (own or FINDER_STEPS) * accumulate)  # fmt: skip
     rng = LoaderRng([problem.shared, problem.val_loader])
     caveats: list[str] = []
     try:
-        finder = _range_test(problem, schedule, seeds[0], finder_runs, finder_options, progress)
-        steps = finder.runs * len(finder.lrs)
+        finder = _range_test(problem, schedule, seeds[0], 0, finder_runs, finder_options,
+                             progress)  # fmt: skip
         if sized and finder.runs == 1 and doubtful(finder, schedule):
+            why = "; ".join(finder.caveats) or "no suggestion"
             caveats.append(
-                f"one range-test run was doubtful ({len(finder.caveats)} caveat(s)"
-                f"{'' if finder.suggestion_for(SCHEDULE_OF[schedule]) else ', no suggestion'}"
-                f"); repeated with {FINDER_RUNS} runs, the interval is theirs"
+                f"one range-test run was doubtful ({why}); {FINDER_RUNS - 1} more were run "
+                f"and the interval is the {FINDER_RUNS} runs'"
             )
-            finder = _range_test(problem, schedule, seeds[0], FINDER_RUNS, finder_options,
-                                 progress)  # fmt: skip
-            steps += finder.runs * len(finder.lrs)
+            more = _range_test(problem, schedule, seeds[0], 1, FINDER_RUNS - 1,
+                               finder_options, progress)  # fmt: skip
+            finder = _joined(finder, more, finder_options.get("method", "auto"))
     finally:
         rng.restore()
     interval = candidate_interval(finder, schedule, problem.optimizer)
     caveats += [f"range test: {c}" for c in finder.caveats]
     if interval.center is None:
         caveats.append(f"candidate interval: {interval.reason}")
-    state.cost = steps / (epochs * length)
+    vectorized = bool(finder_options.get("vectorized", False))
+    state.cost = _batches_run(finder, vectorized) * accumulate / (epochs * length)
 
     lrs = log_points(interval.lo, interval.hi, k)
     sweeps: list[str] = []
@@ -333,13 +342,38 @@ def tune(
     )  # fmt: skip
 
 
-def _range_test(problem: _Problem, schedule: str, seed: int, runs: int,
+def _range_test(problem: _Problem, schedule: str, seed: int, first_run: int, runs: int,
                 options: dict[str, Any], progress: bool) -> FinderResult:  # fmt: skip
+    """``runs`` range-test runs of the model of ``seed``, starting at run ``first_run``
+    (run r's data order and randomness are seed + r, as in one ``find_lr(runs=...)``)."""
     model = problem.make_model(seed)
     opt = OPTIMIZERS[problem.optimizer](model.parameters(), lr=1e-3, **problem.options)
     return find_lr(model, opt, problem.loader(seed), problem.criterion, step_fn=problem.step_fn,
-                   runs=runs, seed=seed, for_schedule=SCHEDULE_OF[schedule],
+                   runs=runs, seed=seed + first_run, for_schedule=SCHEDULE_OF[schedule],
                    progress=progress, **options)  # fmt: skip
+
+
+def _joined(first: FinderResult, more: FinderResult, method: Any) -> FinderResult:
+    """``first``'s runs and then ``more``'s as one result: what one ``find_lr`` with all the
+    runs reports (same curves, so the same suggestions, spread and caveats)."""
+    name, rule = resolve_method(method)
+    curves = [*first.curves, *more.curves]
+    summary = summarize(curves, METHODS | {name: rule}, num_steps=first.num_steps)
+    return replace(
+        first, curves=curves, suggestions=summary.suggestions, notes=summary.notes,
+        spread=summary.spread, per_run=summary.per_run,
+        elapsed_s=first.elapsed_s + more.elapsed_s,
+        run_caveats=list(dict.fromkeys([*first.run_caveats, *more.run_caveats])),
+        suggestion_caveats=summary.caveats.get(name, []),
+    )  # fmt: skip
+
+
+def _batches_run(finder: FinderResult, vectorized: bool) -> int:
+    """Optimizer steps the range test computed, over all runs: a stopped run ran to its stop
+    step (a non-finite loss is computed, not recorded); batched runs all run as long as the
+    longest."""
+    steps = [c.stop_step + 1 if c.stop_step is not None else len(c.lrs) for c in finder.curves]
+    return max(steps) * len(steps) if vectorized else sum(steps)
 
 
 def _best(state: _Round, lrs: Sequence[float]) -> float | None:
@@ -382,7 +416,7 @@ def _identity(state: _Round) -> str:
     factories of one name do not share stored runs)."""
     problem = state.problem
     shapes = state.layout[2]
-    rule = RULE if state.prune else None
+    rule = RULE if state.prune else False  # unpruned runs read back whatever the rule
     blob = json.dumps([sorted(problem.options.items()), problem.metric, rule, shapes],
                       sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha1(blob.encode()).hexdigest()[:6]
