@@ -280,7 +280,7 @@ def tune(
         finder = _range_test(problem, schedule, seeds[0], 0, finder_runs, finder_options,
                              progress)  # fmt: skip
         if sized and finder.runs == 1 and doubtful(finder, schedule):
-            why = "; ".join(finder.caveats) or "no suggestion"
+            why = "; ".join(c.split(": ")[0] for c in finder.caveats) or "no suggestion"
             caveats.append(
                 f"one range-test run was doubtful ({why}); {FINDER_RUNS - 1} more were run "
                 f"and the interval is the {FINDER_RUNS} runs'"
