@@ -91,6 +91,7 @@ TUNES: dict[str, dict[str, Any]] = {
     "tune K=5 no-prune": {"k": 5, "prune": False},
     "tune K=5 finder_runs=3": {"k": 5, "finder_runs": 3},
     "tune K=5 finder_runs=1": {"k": 5, "finder_runs": 1},
+    "tune K=5 rounds=2": {"k": 5, "rounds": 2},
 }
 """The ``lrkit.tune`` settings measured (defaults otherwise)."""
 OPTUNA = "optuna TPE (= tune K=5 runs)"
