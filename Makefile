@@ -72,7 +72,7 @@ bench-suggest: $(STAMP)
 
 # lrkit.tune on the whole suite (after bench-suggest: its oracle scores every method), two
 # processes (one per seed), then the pruning replay, the cost at longer budgets and the
-# table: benchmarks/results/tune{,_policy,_cost}.md and tune.png. About 40 min of 2 cores.
+# table: benchmarks/results/tune{,_policy,_cost}.md and tune.png. About 50 min of 2 cores.
 TUNE_RUN = nice -n 19 $(PY) -m benchmarks.bench_tune --tasks all \
 	--protocols constant,one_cycle,warmup_cosine
 bench-tune: $(STAMP)
