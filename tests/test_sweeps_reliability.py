@@ -384,6 +384,44 @@ def test_bad_workers_fail_before_any_run_is_claimed(workers: int, tmp_path: Path
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="forked workers are Linux's start method")
+def _gone(pid: int | None) -> bool:
+    """Whether a worker process has exited, asked of the OS (/proc): multiprocessing's own
+    view can keep a child "alive" when another thread (the pool's manager) reaped it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited, unreaped
+
+
+def test_forked_workers_that_ignore_sigterm_are_killed_when_the_sweep_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A forked worker inherits the parent's signal handlers (Ray's driver, for one, installs
+    a SIGTERM handler); closing before the workers are up terminates them, and one that
+    ignores SIGTERM must still not outlive the sweep."""
+    import multiprocessing
+    import signal
+
+    from lrkit.sweeps import executors, pool
+    from lrkit.sweeps.run import TaskResolver
+
+    monkeypatch.setenv("LRKIT_START_METHOD", "fork")
+    monkeypatch.setattr(pool, "STOP_S", 0.5)
+    configs = SweepSpec(task="digits-mlp", lrs=[0.1, 0.01], epochs=1).expand()
+    before = set(multiprocessing.active_children())
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        outcomes = executors.processes(configs, TaskResolver(), 2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    forked = {p.pid for p in set(multiprocessing.active_children()) - before}
+    assert forked, "no worker was forked"
+    outcomes._backend.warmed = False  # type: ignore[attr-defined]  # the terminate path
+    outcomes.close()
+    assert all(_gone(pid) for pid in forked)
+
+
 def test_forked_workers_stop_when_the_outcomes_are_closed_before_the_first_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -399,9 +437,10 @@ def test_forked_workers_stop_when_the_outcomes_are_closed_before_the_first_run(
     configs = SweepSpec(task="digits-mlp", lrs=[0.1, 0.01, 0.05], epochs=1).expand()
     before = set(multiprocessing.active_children())
     outcomes = executors.processes(configs, TaskResolver(), 2)
-    assert set(multiprocessing.active_children()) - before, "no worker was forked"
+    forked = {p.pid for p in set(multiprocessing.active_children()) - before}
+    assert forked, "no worker was forked"
     outcomes.close()
     deadline = time.monotonic() + 60
-    while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
+    while not all(_gone(pid) for pid in forked) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not set(multiprocessing.active_children()) - before
+    assert all(_gone(pid) for pid in forked)

@@ -58,6 +58,8 @@ a 2-core machine at load 8). Measured with benchmarks/bench_sweep.py and
 START_METHOD_ENV = "LRKIT_START_METHOD"
 """Environment variable that picks how local workers start: fork, spawn or forkserver."""
 WATCHDOG_S = 0.5
+STOP_S = 5.0
+"""Seconds a pool worker gets to stop when the sweep closes before it is killed."""
 """How often a pool worker checks that the process that started it is still there."""
 
 
@@ -362,17 +364,25 @@ class ProcessBackend:
         return False  # a broken pool fails the batch: a run that kills its worker is a failure
 
     def close(self) -> None:
-        """Stop the workers (idempotent: the outcomes and their owner may both call it)."""
+        """Stop the workers (idempotent: the outcomes and their owner may both call it). A
+        worker still there STOP_S after it was asked to go is killed: a forked worker
+        inherits its parent's signal handlers, and one that ignores SIGTERM would outlive
+        the sweep."""
         pool, self.pool = self.pool, None
         if pool is None:
             return
-        if not self.warmed:  # every run finished here before a worker was up: stop them now
-            processes = list((getattr(pool, "_processes", None) or {}).values())
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        if self.warmed:
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:  # every run finished here before a worker was up: stop them now
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.terminate()
-            return
-        pool.shutdown(wait=True, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=STOP_S)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=STOP_S)
 
 
 # ---------------------------------------------------------------------- Ray actors
