@@ -178,6 +178,30 @@ def test_doubtful_means_no_suggestion_or_two_caveats() -> None:
     assert doubt(None, [])
 
 
+def test_tune_keeps_only_the_models_of_lrs_that_can_still_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lrkit.tuning.search as search
+    from lrkit.tuning.training import _Round
+
+    rounds: list[_Round] = []
+
+    class Watched(_Round):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            rounds.append(self)
+
+    monkeypatch.setattr(search, "_Round", Watched)
+    res = _tune(seeds=(0, 1), k=4, prune=False)
+    (state,) = rounds
+    assert res.lr is not None and res.model is not None
+    means = {lr: res.mean_metric(lr) for lr in res.by_lr()}
+    best = max(m for m in means.values() if m is not None)
+    kept = {lr for lr, _ in state.models}
+    assert kept == {lr for lr, m in means.items() if m == best}  # not K x seeds models
+    assert len(state.models) == 2 * len(kept)
+
+
 def test_pruning_stops_a_diverged_member_and_saves_compute() -> None:
     train, val = _data()
     res = lrkit.tune(make, train, val, nn.CrossEntropyLoss(), epochs=3, k=5, progress=False,

@@ -109,9 +109,29 @@ class _Round:
         self.cost += cost
         if model is not None and not pruned and not history.diverged:
             self.models[member] = model
+        self._forget_losers()
         if self.db is not None and member in self.run_ids:
             self.db.finish(self.run_ids[member], {"id": self.run_ids[member],
                            "history": history.to_dict(), "host": socket.gethostname()})  # fmt: skip
+
+    def _forget_losers(self) -> None:
+        """Drop the trained models of LRs that can no longer be chosen: one with a seed that
+        was pruned or diverged, or whose seeds all finished with a mean strictly worse than
+        another LR's (so memory holds about one LR's models, not K × seeds)."""
+        sign = 1 if self.problem.metric == "accuracy" else -1
+        finished: dict[float, float] = {}
+        out: set[float] = set()
+        for lr in {lr for lr, _ in self.candidates}:
+            runs = [self.candidates.get((lr, s)) for s in self.seeds]
+            if any(c is not None and not c.completed for c in runs):
+                out.add(lr)
+            elif all(c is not None and c.metric is not None for c in runs):
+                finished[lr] = sign * sum(c.metric for c in runs) / len(runs)  # type: ignore[union-attr,misc]
+        if finished:
+            best = max(finished.values())
+            out |= {lr for lr, mean in finished.items() if mean < best}
+        for member in [m for m in self.models if m[0] in out]:
+            del self.models[member]
 
     def load(self, member: Member, record: RunRecord, round_: int) -> None:
         """A member finished by an earlier call, read back from the store."""
