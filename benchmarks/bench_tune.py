@@ -44,7 +44,7 @@ from benchmarks.suggest.fit import Oracle, load_oracle
 from benchmarks.suggest.oracle import grid_of, task_path
 from benchmarks.suggest.paths import RESULTS, SEEDS
 from benchmarks.suggest.run import DEFAULT, untrained
-from benchmarks.suggest.tasks import TASKS
+from benchmarks.suggest.tasks import SUITE, TASKS
 
 import lrkit
 from lrkit.sweeps import Store
@@ -98,7 +98,7 @@ OPTUNA = "optuna TPE (= tune K=5 runs)"
 
 
 def run_one(name: str, protocol: str, seed: int, methods: list[str],
-            suggest_rows: list[dict[str, Any]],
+            suite: dict[str, Any],
             rows: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Fill ``rows`` (one cell's cached results) with the ``methods`` it lacks."""
     task = TASKS[name]()
@@ -110,10 +110,10 @@ def run_one(name: str, protocol: str, seed: int, methods: list[str],
     rows["oracle"] = {"best_lr": float(10 ** curve[0][int(curve[1].argmax())]),
                       "epochs": task.epochs}  # fmt: skip
     rows["grid (9)"] = {"regret": 0.0, "cost": float(len(grid))}
-    for r in suggest_rows:
+    for r in suite["rows"]:
         if (r["task"], r["protocol"], r["seed"]) == (name, protocol, seed):
             if r["rule"] == DEFAULT:
-                passes = json.loads((RESULTS / "suggest.json").read_text())["data_passes"][name]
+                passes = suite["data_passes"][name]
                 rows["finder alone"] = {"regret": r["regret"], "cost": passes / task.epochs,
                                         "lr": r["lr"]}  # fmt: skip
             elif r["rule"] == PRODIGY:
@@ -244,17 +244,16 @@ def main() -> None:
         torch.set_num_threads(1)
         out = RESULTS / f"tune-s{args.seeds.replace(',', '-')}.json"
         cache: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-        rows = json.loads((RESULTS / "suggest.json").read_text())["rows"]
+        suite = json.loads((RESULTS / "suggest.json").read_text())
         methods = args.methods.split(",")
         unknown = set(methods) - {*TUNES, OPTUNA}
         if unknown:
             parser.error(f"unknown methods {sorted(unknown)}")
-        tasks = json.loads((RESULTS / "suggest.json").read_text())["tasks"]
-        for name in tasks if args.tasks == "all" else args.tasks.split(","):
+        for name in SUITE if args.tasks == "all" else args.tasks.split(","):
             for protocol in args.protocols.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     key = f"{name}|{protocol}|{seed}"
-                    cache[key] = run_one(name, protocol, seed, methods, rows,
+                    cache[key] = run_one(name, protocol, seed, methods, suite,
                                          cache.get(key, {}))  # fmt: skip
                     out.write_text(json.dumps(cache, indent=1))
     text = table(sorted(RESULTS.glob("tune-s*.json")))

@@ -14,7 +14,6 @@ No oracle exists at these budgets, so regret is not measured here, only cost. Wr
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -22,7 +21,7 @@ import warnings
 
 import torch
 from benchmarks.suggest.paths import RESULTS
-from benchmarks.suggest.tasks import TASKS
+from benchmarks.suggest.tasks import SUITE, TASKS
 
 import lrkit
 
@@ -34,8 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    names = (json.loads((RESULTS / "suggest.json").read_text())["tasks"]
-             if args.tasks == "all" else args.tasks.split(","))  # fmt: skip
+    names = SUITE if args.tasks == "all" else args.tasks.split(",")
     lines = [f"tune K=5 (defaults), constant LR, seed 0, every task trained for at least "
              f"{args.min_steps} steps a run; cost in full-budget run-equivalents.", "",
              "| task | epochs | steps a run | range-test runs | range test | candidates | "

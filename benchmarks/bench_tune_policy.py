@@ -20,6 +20,7 @@ those whose mean cost there fits a budget, scored on the task. Writes
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -34,10 +35,12 @@ from benchmarks.suggest.run import untrained
 from benchmarks.suggest.tasks import TASKS
 
 from lrkit.sweeps import Store
+from lrkit.tuning.prune import to_stop as shipped_to_stop
 
 HELD_OUT_RULE = "lrkit suggestion (held out)"
 Keep = Callable[[int], int]
-Rule = tuple[tuple[float, ...], Keep, float | None, int]  # rungs, keep, margin, neighbours
+Stop = Callable[[Any], set[Any]]  # {candidate: error at a rung} -> the candidates to stop
+Rule = tuple[tuple[float, ...], Stop]  # rungs (fractions of the budget), what they stop
 
 
 def _half(n: int) -> int:
@@ -56,30 +59,53 @@ def _top(k: int) -> Keep:
     return lambda n: k
 
 
+def family_stop(errors: dict[int, float], keep: Keep, margin: float | None, sides: int) -> set[int]:
+    """The candidates (grid indices) a rule of the family stops at a rung."""
+    stop = {i for i, e in errors.items() if not math.isfinite(e)}
+    alive = sorted((e, i) for i, e in errors.items() if math.isfinite(e))
+    if len(alive) < 2:
+        return stop
+    best, leader = alive[0]
+    kept = {i for _, i in alive[: keep(len(alive))]}
+    if margin is not None:
+        kept |= {i for e, i in alive if e - best <= margin * abs(best)}
+    if sides >= 1:
+        kept |= {min((i for _, i in alive if i > leader), default=leader)}
+    if sides >= 2:
+        kept |= {max((i for _, i in alive if i < leader), default=leader)}
+    return stop | {i for _, i in alive if i not in kept}
+
+
+def _rule(fractions: tuple[float, ...], keep: Keep, margin: float | None, sides: int) -> Rule:
+    """A rule of the family: at each rung keep ``keep(n)`` of the ``n`` still running, those
+    within ``margin`` of the leader, and its neighbour above (``sides`` 1) or both (2)."""
+    return fractions, functools.partial(family_stop, keep=keep, margin=margin, sides=sides)
+
+
 Q, H, T = (1 / 4, 1 / 2), (1 / 2,), (1 / 3, 2 / 3)
 RULES: dict[str, Rule] = {
-    "none": ((), _half, None, 0),
-    "1/3,2/3 half+5%+above (the rule before)": (T, _half, 0.05, 1),
-    "1/3,2/3 half+above": (T, _half, None, 1),
-    "1/3,2/3 half": (T, _half, None, 0),
-    "1/3,2/3 third+above": (T, _third, None, 1),
-    "1/3,2/3 top2+above": (T, _top(2), None, 1),
-    "1/3,2/3 top1+above": (T, _top(1), None, 1),
-    "1/3,2/3 top1+both": (T, _top(1), None, 2),
-    "1/3,2/3 top1": (T, _top(1), None, 0),
-    "1/3 top1+above": ((1 / 3,), _top(1), None, 1),
-    "1/4,1/2 half+both (shipped)": (Q, _half, None, 2),
-    "1/4,1/2 half+above": (Q, _half, None, 1),
-    "1/4,1/2 half+5%+above": (Q, _half, 0.05, 1),
-    "1/4,1/2 half": (Q, _half, None, 0),
-    "1/4,1/2 floor-half+above": (Q, _floor_half, None, 1),
-    "1/4,1/2 top2+above": (Q, _top(2), None, 1),
-    "1/4,1/2 top1+above": (Q, _top(1), None, 1),
-    "1/4,1/2,3/4 half+above": ((1 / 4, 1 / 2, 3 / 4), _half, None, 1),
-    "1/4 half+above": ((1 / 4,), _half, None, 1),
-    "1/2 half+above": (H, _half, None, 1),
-    "1/2 top1+above": (H, _top(1), None, 1),
-    "1/2 top1+both": (H, _top(1), None, 2),
+    "none": ((), lambda errors: set()),
+    "1/3,2/3 half+5%+above (the rule before)": _rule(T, _half, 0.05, 1),
+    "1/3,2/3 half+above": _rule(T, _half, None, 1),
+    "1/3,2/3 half": _rule(T, _half, None, 0),
+    "1/3,2/3 third+above": _rule(T, _third, None, 1),
+    "1/3,2/3 top2+above": _rule(T, _top(2), None, 1),
+    "1/3,2/3 top1+above": _rule(T, _top(1), None, 1),
+    "1/3,2/3 top1+both": _rule(T, _top(1), None, 2),
+    "1/3,2/3 top1": _rule(T, _top(1), None, 0),
+    "1/3 top1+above": _rule((1 / 3,), _top(1), None, 1),
+    "1/4,1/2 half+both (shipped)": (Q, shipped_to_stop),  # lrkit's own rule, not a copy
+    "1/4,1/2 half+above": _rule(Q, _half, None, 1),
+    "1/4,1/2 half+5%+above": _rule(Q, _half, 0.05, 1),
+    "1/4,1/2 half": _rule(Q, _half, None, 0),
+    "1/4,1/2 floor-half+above": _rule(Q, _floor_half, None, 1),
+    "1/4,1/2 top2+above": _rule(Q, _top(2), None, 1),
+    "1/4,1/2 top1+above": _rule(Q, _top(1), None, 1),
+    "1/4,1/2,3/4 half+above": _rule((1 / 4, 1 / 2, 3 / 4), _half, None, 1),
+    "1/4 half+above": _rule((1 / 4,), _half, None, 1),
+    "1/2 half+above": _rule(H, _half, None, 1),
+    "1/2 top1+above": _rule(H, _top(1), None, 1),
+    "1/2 top1+both": _rule(H, _top(1), None, 2),
 }
 
 
@@ -117,26 +143,9 @@ def cells() -> list[dict[str, Any]]:
     return out
 
 
-def to_stop(errors: dict[int, float], keep: Keep, margin: float | None, sides: int) -> set[int]:
-    """The candidates (grid indices) a rule stops at a rung."""
-    stop = {i for i, e in errors.items() if not math.isfinite(e)}
-    alive = sorted((e, i) for i, e in errors.items() if math.isfinite(e))
-    if len(alive) < 2:
-        return stop
-    best, leader = alive[0]
-    kept = {i for _, i in alive[: keep(len(alive))]}
-    if margin is not None:
-        kept |= {i for e, i in alive if e - best <= margin * abs(best)}
-    if sides >= 1:
-        kept |= {min((i for _, i in alive if i > leader), default=leader)}
-    if sides >= 2:
-        kept |= {max((i for _, i in alive if i < leader), default=leader)}
-    return stop | {i for _, i in alive if i not in kept}
-
-
 def replay(cell: dict[str, Any], k: int, rule: Rule) -> tuple[float, float]:
     """(regret %, candidate cost in runs) of one tune on the grid."""
-    fractions, keep, margin, sides = rule
+    fractions, stop = rule
     n, epochs, errs = len(cell["lrs"]), cell["epochs"], cell["errors"]
     if cell["centre"] is None:
         middle = n // 2
@@ -145,15 +154,16 @@ def replay(cell: dict[str, Any], k: int, rule: Rule) -> tuple[float, float]:
         middle = min(range(n), key=lambda i: abs(math.log10(cell["lrs"][i]) - log_c))
     first = max(0, min(middle - (k - 1) // 2, n - k))
     candidates = range(first, first + k)
-    # a run that diverges stops at the end of that epoch; until then it is ranked like any
+    # a run that diverges stops at the end of that epoch (epochs + 1: never); until then it is
+    # ranked like any
     diverged_at = {i: next((e + 1 for e, x in enumerate(errs[i]) if not math.isfinite(x)),
-                           None) for i in candidates}  # fmt: skip
-    ran = {i: min(epochs, diverged_at[i] or epochs) for i in candidates}
+                           epochs + 1) for i in candidates}  # fmt: skip
+    ran = {i: min(epochs, diverged_at[i]) for i in candidates}
     alive = set(candidates)
     for rung in sorted({e for e in (int(epochs * f) for f in fractions) if 1 <= e < epochs}):
-        alive = {i for i in alive if diverged_at[i] is None or diverged_at[i] > rung - 1}
+        alive = {i for i in alive if diverged_at[i] >= rung}
         at = {i: errs[i][rung - 1] if len(errs[i]) >= rung else math.inf for i in alive}
-        for i in to_stop(at, keep, margin, sides):
+        for i in stop(at):
             alive.discard(i)
             ran[i] = min(ran[i], rung)
     done = [i for i in alive if len(errs[i]) >= epochs and math.isfinite(errs[i][epochs - 1])]

@@ -108,6 +108,25 @@ class FinderResult:
         by default) times the schedule's factor (see :data:`lrkit.suggest.SCHEDULE_FACTORS`)."""
         return self.suggestion_for(self.for_schedule)
 
+    def joined(self, more: FinderResult, method: Any = "auto") -> FinderResult:
+        """These runs and then ``more``'s as one result: what one :func:`~lrkit.find_lr` with
+        all the runs reports (the same curves, so the same suggestions, spread and caveats).
+        ``method``: the rule ``find_lr`` was given (a name or a callable)."""
+        from dataclasses import replace
+
+        from lrkit.suggest import METHODS, resolve_method, summarize
+
+        name, rule = resolve_method(method)
+        curves = [*self.curves, *more.curves]
+        summary = summarize(curves, METHODS | {name: rule}, num_steps=self.num_steps)
+        return replace(
+            self, curves=curves, suggestions=summary.suggestions, notes=summary.notes,
+            spread=summary.spread, per_run=summary.per_run,
+            elapsed_s=self.elapsed_s + more.elapsed_s,
+            run_caveats=list(dict.fromkeys([*self.run_caveats, *more.run_caveats])),
+            suggestion_caveats=summary.caveats.get(name, []),
+        )  # fmt: skip
+
     def suggestion_for(self, schedule: str) -> float | None:
         """The suggested (peak) LR for ``schedule``: ``constant``, ``one_cycle`` or ``cosine``
         (``auto``'s LR times the schedule's measured factor; other methods as they are)."""

@@ -58,9 +58,9 @@ a 2-core machine at load 8). Measured with benchmarks/bench_sweep.py and
 START_METHOD_ENV = "LRKIT_START_METHOD"
 """Environment variable that picks how local workers start: fork, spawn or forkserver."""
 WATCHDOG_S = 0.5
+"""How often a pool worker checks that the process that started it is still there."""
 STOP_S = 5.0
 """Seconds a pool worker gets to stop when the sweep closes before it is killed."""
-"""How often a pool worker checks that the process that started it is still there."""
 
 
 def start_method() -> str:

@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from lrkit._steps import StepFn
 from lrkit.finder import FinderResult, find_lr
 from lrkit.optimizers import DEFAULTS, OPTIMIZERS
 from lrkit.schedules import for_run
-from lrkit.suggest import METHODS, resolve_method, summarize
 from lrkit.sweeps.spec import SweepSpec
 from lrkit.sweeps.store import Store
 from lrkit.tasks import Task, get_task
@@ -287,7 +285,7 @@ def tune(
             )
             more = _range_test(problem, schedule, seeds[0], 1, FINDER_RUNS - 1,
                                finder_options, progress)  # fmt: skip
-            finder = _joined(finder, more, finder_options.get("method", "auto"))
+            finder = finder.joined(more, finder_options.get("method", "auto"))
     finally:
         rng.restore()
     interval = candidate_interval(finder, schedule, problem.optimizer)
@@ -353,21 +351,6 @@ def _range_test(problem: _Problem, schedule: str, seed: int, first_run: int, run
                    progress=progress, **options)  # fmt: skip
 
 
-def _joined(first: FinderResult, more: FinderResult, method: Any) -> FinderResult:
-    """``first``'s runs and then ``more``'s as one result: what one ``find_lr`` with all the
-    runs reports (same curves, so the same suggestions, spread and caveats)."""
-    name, rule = resolve_method(method)
-    curves = [*first.curves, *more.curves]
-    summary = summarize(curves, METHODS | {name: rule}, num_steps=first.num_steps)
-    return replace(
-        first, curves=curves, suggestions=summary.suggestions, notes=summary.notes,
-        spread=summary.spread, per_run=summary.per_run,
-        elapsed_s=first.elapsed_s + more.elapsed_s,
-        run_caveats=list(dict.fromkeys([*first.run_caveats, *more.run_caveats])),
-        suggestion_caveats=summary.caveats.get(name, []),
-    )  # fmt: skip
-
-
 def _batches_run(finder: FinderResult, vectorized: bool) -> int:
     """Optimizer steps the range test computed, over all runs: a stopped run ran to its stop
     step (a non-finite loss is computed, not recorded); batched runs all run as long as the
@@ -377,17 +360,11 @@ def _batches_run(finder: FinderResult, vectorized: bool) -> int:
 
 
 def _best(state: _Round, lrs: Sequence[float]) -> float | None:
-    """The LR among ``lrs`` with the best seed-mean metric over completed seeds."""
-    sign = 1 if state.problem.metric == "accuracy" else -1
-    best: tuple[float, float] | None = None
-    for lr in lrs:
-        runs = [state.candidates.get((lr, s)) for s in state.seeds]
-        if not all(c is not None and c.completed and c.metric is not None for c in runs):
-            continue
-        mean = sum(c.metric for c in runs) / len(runs)  # type: ignore[union-attr,misc]
-        if best is None or sign * mean > sign * best[1]:
-            best = (lr, mean)
-    return None if best is None else best[0]
+    """The LR among ``lrs`` with the best seed-mean metric over completed seeds (the first
+    of equals)."""
+    scores = state.mean_scores()
+    found = [lr for lr in lrs if lr in scores]
+    return max(found, key=scores.__getitem__) if found else None
 
 
 def _finer(lrs: Sequence[float], best: float) -> list[float]:

@@ -114,22 +114,26 @@ class _Round:
             self.db.finish(self.run_ids[member], {"id": self.run_ids[member],
                            "history": history.to_dict(), "host": socket.gethostname()})  # fmt: skip
 
+    def mean_scores(self) -> dict[float, float]:
+        """``{lr: seed-mean metric}``, signed so that higher is better, of the LRs whose every
+        seed ran the whole budget: the LRs a tune can choose."""
+        sign = 1 if self.problem.metric == "accuracy" else -1
+        out: dict[float, float] = {}
+        for lr in dict.fromkeys(lr for lr, _ in self.candidates):
+            runs = [self.candidates.get((lr, s)) for s in self.seeds]
+            metrics = [c.metric for c in runs if c is not None and c.completed]
+            if len(metrics) == len(runs) and None not in metrics:
+                out[lr] = sign * sum(metrics) / len(metrics)  # type: ignore[arg-type]
+        return out
+
     def _forget_losers(self) -> None:
         """Drop the trained models of LRs that can no longer be chosen: one with a seed that
         was pruned or diverged, or whose seeds all finished with a mean strictly worse than
         another LR's (so memory holds about one LR's models, not K × seeds)."""
-        sign = 1 if self.problem.metric == "accuracy" else -1
-        finished: dict[float, float] = {}
-        out: set[float] = set()
-        for lr in {lr for lr, _ in self.candidates}:
-            runs = [self.candidates.get((lr, s)) for s in self.seeds]
-            if any(c is not None and not c.completed for c in runs):
-                out.add(lr)
-            elif all(c is not None and c.metric is not None for c in runs):
-                finished[lr] = sign * sum(c.metric for c in runs) / len(runs)  # type: ignore[union-attr,misc]
-        if finished:
-            best = max(finished.values())
-            out |= {lr for lr, mean in finished.items() if mean < best}
+        scores = self.mean_scores()
+        best = max(scores.values(), default=-math.inf)
+        out = {lr for (lr, _), c in self.candidates.items() if not c.completed}
+        out |= {lr for lr, score in scores.items() if score < best}
         for member in [m for m in self.models if m[0] in out]:
             del self.models[member]
 
